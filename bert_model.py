@@ -1,0 +1,675 @@
+"""Fine-tune a BERT-style encoder for multi-label emotion classification on GoEmotions.
+
+    python bert_model.py TRAIN DEV TEST LABELS SAVE_FP [--cuda] [options]
+    torchrun --nproc_per_node 4 bert_model.py ... --cuda        (DistributedDataParallel)
+
+The reproduction of the GoEmotions paper's BERT baseline (Demszky et al., ACL 2020, Table 4):
+BCE-with-logits over the 28 labels (or the Ekman / sentiment groupings), AdamW with linear warmup
+and decay, 4 epochs, dev macro F1 after every epoch, the best epoch evaluated on test at threshold
+0.3 exactly as google-research's goemotions/calculate_metrics.py does it. SAVE_FP becomes a
+Hugging Face model folder (safetensors, tokenizer, goemotions.json with labels, thresholds and
+metrics). A checkpoint beside it (SAVE_FP.checkpoint.pt) lets --resume continue a killed job; on
+SIGTERM/SIGUSR1/SIGUSR2 the script finishes its step, writes the checkpoint and exits 99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from tqdm import tqdm
+
+EXIT_ERROR = 1
+EXIT_REQUEUE = 99  # stopped on a signal after writing a checkpoint; Grid Engine reschedules on 99
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+# The paper's Table 4 (BERT-base, test set, threshold 0.3): F1 per emotion, and macro F1 per taxonomy.
+PAPER_F1 = {
+    "admiration": 0.65, "amusement": 0.80, "anger": 0.47, "annoyance": 0.34, "approval": 0.36,
+    "caring": 0.39, "confusion": 0.37, "curiosity": 0.54, "desire": 0.49, "disappointment": 0.28,
+    "disapproval": 0.39, "disgust": 0.45, "embarrassment": 0.43, "excitement": 0.34, "fear": 0.60,
+    "gratitude": 0.86, "grief": 0.00, "joy": 0.51, "love": 0.78, "nervousness": 0.35,
+    "optimism": 0.51, "pride": 0.36, "realization": 0.21, "relief": 0.15, "remorse": 0.66,
+    "sadness": 0.49, "surprise": 0.50, "neutral": 0.68,
+}
+PAPER_MACRO_F1 = {"original": 0.46, "ekman": 0.64, "sentiment": 0.69}
+TAXONOMY_FILES = {"ekman": "ekman_mapping.json", "sentiment": "sentiment_dict.json"}
+
+
+class UserError(Exception):
+    """Bad input or environment: reported as one line, exit 1, no traceback."""
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """emotions.txt: one label a line (a final newline is optional)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read labels: {e}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    for i, name in enumerate(lines, 1):
+        if not name.strip():
+            raise UserError(f"{path}:{i}: blank label name")
+    if len(set(lines)) != len(lines):
+        raise UserError(f"{path}: duplicate label names")
+    if not lines:
+        raise UserError(f"{path}: no labels")
+    return lines
+
+
+def read_tsv(path: str | Path, num_labels: int) -> tuple[list[str], list[list[int]], list[str]]:
+    """A GoEmotions split: text, comma-separated label ids, id; no header; CSV quoting (a `"` doubled)."""
+    texts, labels, ids = [], [], []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.reader(f, delimiter="\t"):
+                line = len(ids) + 1  # no quoted field spans lines in GoEmotions
+                if len(row) != 3:
+                    raise UserError(f"{path}:{line}: expected 3 tab-separated columns, found {len(row)}")
+                text, label_field, example_id = row
+                if not text.strip():
+                    raise UserError(f"{path}:{line}: empty text")
+                try:
+                    ids_here = [int(x) for x in label_field.split(",")]
+                except ValueError:
+                    raise UserError(f"{path}:{line}: label ids must be integers, got {label_field!r}") from None
+                for label in ids_here:
+                    if not 0 <= label < num_labels:
+                        raise UserError(f"{path}:{line}: label id {label} out of range "
+                                        f"(the labels file has {num_labels} labels)")
+                texts.append(text)
+                labels.append(ids_here)
+                ids.append(example_id)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    if not texts:
+        raise UserError(f"{path}: no examples")
+    return texts, labels, ids
+
+
+def taxonomy_mapping(labels: list[str], taxonomy: str, labels_path: str | Path) -> tuple[list[str], list[int]]:
+    """New label names, and for each original label the index of its group (neutral stays its own)."""
+    if taxonomy == "original":
+        return labels, list(range(len(labels)))
+    path = Path(labels_path).parent / TAXONOMY_FILES[taxonomy]
+    try:
+        groups = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read the {taxonomy} mapping: {e}") from None
+    names = [*groups, "neutral"]
+    group_of = {"neutral": len(groups)}
+    for g, members in enumerate(groups.values()):
+        group_of.update({m: g for m in members})
+    missing = [name for name in labels if name not in group_of]
+    if missing:
+        raise UserError(f"{path}: no {taxonomy} group for label(s) {', '.join(missing)}")
+    return names, [group_of[name] for name in labels]
+
+
+def multi_hot(label_lists: list[list[int]], num_labels: int, mapping: list[int]) -> np.ndarray:
+    y = np.zeros((len(label_lists), num_labels), dtype=np.float32)
+    for i, ids in enumerate(label_lists):
+        y[i, [mapping[j] for j in ids]] = 1.0
+    return y
+
+
+# ------------------------------------------------------------------------------------- batching
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 50) -> list[list[int]]:
+    """Training order: shuffle, sort each run of `group` batches by length, cut, shuffle the batches.
+
+    Examples of similar length share a batch (little padding), the batch order stays random.
+    """
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size * group):
+        chunk = sorted(order[start:start + batch_size * group], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Evaluation order: sorted by length, so each batch pads to almost nothing."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(input_ids: list[list[int]], idx: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad one batch to its longest sequence: (input_ids, attention_mask)."""
+    width = max(len(input_ids[i]) for i in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        ids[row, :len(input_ids[i])] = torch.tensor(input_ids[i])
+        mask[row, :len(input_ids[i])] = 1
+    return ids, mask
+
+
+# -------------------------------------------------------------------------------------- metrics
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float,
+                    labels: list[str]) -> dict:
+    """As goemotions/calculate_metrics.py: predicted when the sigmoid score is strictly above threshold."""
+    y_pred = (probs > thresholds).astype(int)
+    y = y_true.astype(int)
+    p, r, f, s = precision_recall_fscore_support(y, y_pred, average=None, zero_division=0)
+    out = {"per_label": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                "support": int(s[i])} for i, name in enumerate(labels)}}
+    for avg in ("macro", "micro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y, y_pred, average=avg, zero_division=0)
+        out[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    out["exact_match_accuracy"] = float(accuracy_score(y, y_pred))
+    return out
+
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float) -> np.ndarray:
+    """Per label, the threshold in 0.01..0.99 with the best F1 on these examples (ties keep `default`)."""
+    grid = np.arange(1, 100) / 100
+    pred = probs[None, :, :] > grid[:, None, None]  # (thresholds, examples, labels)
+    gold = y_true[None].astype(bool)
+    tp = (pred & gold).sum(1)
+    f1 = 2 * tp / np.maximum(pred.sum(1) + gold.sum(1), 1)  # (thresholds, labels)
+    base = (probs > default) & y_true.astype(bool)
+    f1_default = 2 * base.sum(0) / np.maximum((probs > default).sum(0) + y_true.sum(0), 1)
+    best = grid[f1.argmax(0)]
+    return np.where(f1.max(0) > f1_default + 1e-12, best, default)
+
+
+def metrics_table(test: dict, tuned: dict, labels: list[str], taxonomy: str) -> str:
+    rows = [f"{'label':<15}{'prec':>7}{'recall':>7}{'F1':>7}{'paper':>7}{'tunedF1':>9}{'support':>9}"]
+    for name in labels:
+        m = test["per_label"][name]
+        paper = PAPER_F1.get(name) if taxonomy == "original" else None
+        rows.append(f"{name:<15}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
+                    f"{'' if paper is None else f'{paper:.2f}':>7}{tuned['per_label'][name]['f1']:9.2f}"
+                    f"{m['support']:9d}")
+    m = test["macro"]
+    rows.append(f"{'macro-average':<15}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
+                f"{PAPER_MACRO_F1[taxonomy]:7.2f}{tuned['macro']['f1']:9.2f}")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------- files, atomically
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temp file, fsync, rename: a kill mid-write leaves the previous checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, wrong file: never a silent fresh start
+        raise UserError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); move it away to start afresh") from None
+    if not isinstance(state, dict) or state.get("format") != "goemotions-checkpoint-1":
+        raise UserError(f"{path}: not a bert_model.py checkpoint")
+    return state
+
+
+def save_model(model, tokenizer, save_fp: Path, info: dict) -> None:
+    """A Hugging Face folder, written beside SAVE_FP and renamed into place; the old one goes last."""
+    tmp = save_fp.with_name(f".{save_fp.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "goemotions.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+    old = save_fp.with_name(f".{save_fp.name}.old-{os.getpid()}")
+    if save_fp.exists():
+        os.replace(save_fp, old)
+    os.replace(tmp, save_fp)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_predictions(path: Path, ids: list[str], y_true: np.ndarray, probs: np.ndarray,
+                      thresholds: np.ndarray | float, labels: list[str]) -> None:
+    pred = probs > thresholds
+    lines = ["\t".join(["id", "gold", "predicted", *labels])]
+    for i, example_id in enumerate(ids):
+        gold = ",".join(labels[j] for j in np.flatnonzero(y_true[i]))
+        predicted = ",".join(labels[j] for j in np.flatnonzero(pred[i]))
+        lines.append("\t".join([example_id, gold, predicted, *(f"{p:.6f}" for p in probs[i])]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def plot(path: Path, test: dict, labels: list[str], taxonomy: str, loss_curve: list[list[float]]) -> None:
+    """Per-label test F1 beside the paper's, and the training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9), gridspec_kw={"height_ratios": [3, 2]})
+    x = np.arange(len(labels))
+    ax1.bar(x - 0.2, [test["per_label"][n]["f1"] for n in labels], 0.4, label="this run")
+    if taxonomy == "original":
+        ax1.bar(x + 0.2, [PAPER_F1.get(n, 0) for n in labels], 0.4, label="paper (Table 4)")
+    ax1.set_xticks(x, labels, rotation=60, ha="right")
+    ax1.set_ylabel("test F1")
+    ax1.set_title(f"Test F1 per label: macro {test['macro']['f1']:.3f} "
+                  f"(paper {PAPER_MACRO_F1[taxonomy]:.2f})")
+    ax1.legend()
+    if loss_curve:
+        steps, losses = zip(*loss_curve, strict=True)
+        ax2.plot(steps, losses)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("BCE loss")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+def load_model_and_tokenizer(name: str, labels: list[str]):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=len(labels), problem_type="multi_label_classification",
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    except (OSError, ValueError) as e:
+        if Path(name).is_dir():
+            raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
+        raise UserError(f"model {name!r} is neither a local folder nor in the Hugging Face cache "
+                        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}); run "
+                        f"`python download_transformer_model.py --transformer-model {name}` first") from None
+    return model, tokenizer
+
+
+@torch.no_grad()
+def predict(model, input_ids: list[list[int]], batches: list[list[int]], pad_id: int,
+            device: torch.device, amp_dtype: torch.dtype | None) -> tuple[list[int], torch.Tensor]:
+    """Sigmoid scores for the examples in `batches`: (their indices, scores in that order)."""
+    model.eval()
+    order, scores = [], []
+    for idx in batches:
+        ids, mask = collate(input_ids, idx, pad_id)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(input_ids=ids.to(device, non_blocking=True),
+                           attention_mask=mask.to(device, non_blocking=True)).logits
+        order += idx
+        scores.append(torch.sigmoid(logits.float()))
+    model.train()
+    return order, torch.cat(scores).cpu() if scores else torch.zeros(0)
+
+
+def evaluate(model, input_ids, lengths, batch_size, pad_id, device, amp_dtype, rank, world) -> np.ndarray:
+    """Scores for a whole split; under DDP each rank scores its share and rank 0 reassembles them."""
+    batches = sorted_batches(lengths, batch_size)
+    order, scores = predict(model.module if world > 1 else model, input_ids, batches[rank::world],
+                            pad_id, device, amp_dtype)
+    if world > 1:
+        parts = [None] * world
+        dist.all_gather_object(parts, (order, scores))
+        order = [i for o, _ in parts for i in o]
+        scores = torch.cat([s for _, s in parts if len(s)])
+    out = np.zeros((len(lengths), scores.shape[1]), dtype=np.float32)
+    out[order] = scores.numpy()
+    return out
+
+
+# ------------------------------------------------------------------------------------ arguments
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("train", help="train.tsv")
+    p.add_argument("dev", help="dev.tsv (model selection and threshold tuning)")
+    p.add_argument("test", help="test.tsv (reported, never tuned on)")
+    p.add_argument("labels", help="emotions.txt; ekman_mapping.json / sentiment_dict.json are read beside it")
+    p.add_argument("save_fp", help="output model folder (Hugging Face format)")
+    p.add_argument("--cuda", action="store_true", help="train on the GPU (an error if there is none)")
+    p.add_argument("--transformer-model", default="bert-base-uncased", help="hub name or local model folder")
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=50, help="tokens per text (the paper: 50)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threshold", type=float, default=0.3, help="a label is predicted when its score > this")
+    p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
+    p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--log-every", type=int, default=100, help="print the average loss every N batches")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: epochs only)")
+    p.add_argument("--resume", action="store_true", help="continue from SAVE_FP.checkpoint.pt if it exists")
+    p.add_argument("--metrics-file", help="JSON: every metric, per label and averaged, dev and test")
+    p.add_argument("--predictions-file", help="TSV: id, gold, predicted, one score column per label")
+    p.add_argument("--plot-file", help="PNG: per-label test F1 beside the paper's, and the loss curve "
+                   "(default: beside --metrics-file)")
+    p.add_argument("--max-train-examples", type=int, help="use only the first N training examples (smoke runs)")
+    return p.parse_args(argv)
+
+
+# These must match between a checkpoint and the run that resumes it.
+RESUME_KEYS = ("transformer_model", "learning_rate", "batch_size", "epochs", "max_length", "warmup_ratio",
+               "weight_decay", "seed", "taxonomy", "precision", "max_train_examples", "train")
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def train(args: argparse.Namespace) -> int:
+    t_start = time.time()
+    # -- distributed: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain run is rank 0 of 1
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    master = rank == 0
+    if args.cuda and not torch.cuda.is_available():
+        raise UserError("--cuda given but PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
+    device = torch.device(f"cuda:{local_rank}" if args.cuda else "cpu")
+    if world > 1:
+        if args.cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if args.cuda else "gloo")
+    log = print if master else (lambda *a, **k: None)
+
+    # -- precision: bf16 autocast where supported, fp16 with a grad scaler on older GPUs
+    precision = args.precision
+    if precision == "auto":
+        if args.cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if args.cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    # -- data: read, validate, map the taxonomy, tokenize once
+    save_fp = Path(args.save_fp)
+    if save_fp.exists() and not save_fp.is_dir():
+        raise UserError(f"{save_fp}: exists and is not a model folder; choose another SAVE_FP")
+    save_fp.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_path = save_fp.with_name(save_fp.name + ".checkpoint.pt")
+    original_labels = read_labels(args.labels)
+    labels, mapping = taxonomy_mapping(original_labels, args.taxonomy, args.labels)
+    splits = {}
+    for split in ("train", "dev", "test"):
+        texts, label_ids, ids = read_tsv(getattr(args, split), len(original_labels))
+        if split == "train" and args.max_train_examples:
+            texts, label_ids, ids = texts[:args.max_train_examples], label_ids[:args.max_train_examples], \
+                ids[:args.max_train_examples]
+        splits[split] = {"texts": texts, "ids": ids, "y": multi_hot(label_ids, len(labels), mapping)}
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model_and_tokenizer(args.transformer_model, labels)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for s in splits.values():
+        s["input_ids"] = tokenizer(s["texts"], truncation=True, max_length=args.max_length)["input_ids"]
+        s["lengths"] = [len(x) for x in s["input_ids"]]
+    train_ids, train_y = splits["train"]["input_ids"], torch.from_numpy(splits["train"]["y"])
+    log(f"{len(labels)} labels ({args.taxonomy}); train {len(train_ids)}, dev {len(splits['dev']['ids'])}, "
+        f"test {len(splits['test']['ids'])} examples; model {args.transformer_model}; device {device}, "
+        f"{precision}; {world} process(es) x batch {args.batch_size}")
+
+    # -- optimizer and schedule: AdamW (no decay on biases and LayerNorm), linear warmup then decay
+    from transformers import get_linear_schedule_with_warmup
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.learning_rate, fused=args.cuda or None)
+    global_batch = args.batch_size * world
+    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
+    total_steps = steps_per_epoch * args.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    # -- resume
+    start_epoch, start_step, best = 0, 0, {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None}
+    history, loss_curve = [], []
+    if args.resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        for key in RESUME_KEYS:
+            if ck["args"].get(key) != getattr(args, key):
+                raise UserError(f"{ckpt_path}: written with --{key.replace('_', '-')} {ck['args'].get(key)}, "
+                                f"this run has {getattr(args, key)}; use the same settings or move it away")
+        if ck["world"] != world:
+            raise UserError(f"{ckpt_path}: written by {ck['world']} process(es), this run has {world}")
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        torch.set_rng_state(ck["rng"][rank]["torch"])
+        if args.cuda and ck["rng"][rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(ck["rng"][rank]["cuda"], device)
+        start_epoch, start_step, history, loss_curve = ck["epoch"], ck["step"], ck["history"], ck["loss_curve"]
+        best = ck["best"]
+        log(f"resumed from {ckpt_path}: epoch {start_epoch + 1}, step {start_step} of {steps_per_epoch}")
+
+    def checkpoint(epoch: int, step: int, order: list[list[int]]) -> None:
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if args.cuda else None}
+        rngs = [None] * world
+        if world > 1:
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        if master:
+            save_checkpoint(ckpt_path, {
+                "format": "goemotions-checkpoint-1", "args": vars(args), "world": world,
+                "epoch": epoch, "step": step, "order": order, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rngs, "best": best, "history": history,
+                "loss_curve": loss_curve})
+
+    # -- signals: finish the step, checkpoint, exit 99 (Grid Engine: -notify / s_rt send SIGUSR1/2)
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, on_signal)
+
+    # -- the training loop
+    model.train()
+    step_in_run = 0
+    for epoch in range(start_epoch, args.epochs):
+        t_epoch = time.time()
+        # the same order on every rank; each global batch is cut into one slice per rank
+        order = length_grouped_batches(splits["train"]["lengths"], global_batch, args.seed + epoch)
+        first = start_step if epoch == start_epoch else 0
+        if first:
+            order = ck["order"]  # resuming mid-epoch: the interrupted epoch's data order
+        running = torch.zeros((), device=device)
+        epoch_loss = torch.zeros((), device=device)
+        n_logged = n_epoch = 0
+        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}",
+                   disable=not master, mininterval=0.5 if sys.stderr.isatty() else 60, ascii=not sys.stderr.isatty())
+        for step in range(first, steps_per_epoch):
+            idx = order[step][rank * args.batch_size:(rank + 1) * args.batch_size] or order[step][:1]
+            ids, mask = collate(train_ids, idx, pad_id)
+            pin = args.cuda
+            ids, mask, y = (t.pin_memory() if pin else t for t in (ids, mask, train_y[idx]))
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = ddp_model(input_ids=ids.to(device, non_blocking=True),
+                                   attention_mask=mask.to(device, non_blocking=True)).logits
+            loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            running += loss.detach()
+            epoch_loss += loss.detach()
+            n_logged += 1
+            n_epoch += 1
+            step_in_run += 1
+            bar.update()
+
+            done = step + 1
+            if done % args.log_every == 0 or done == steps_per_epoch:
+                if world > 1:
+                    dist.all_reduce(running)
+                avg = running.item() / n_logged / world  # the one host-device sync, at logging points
+                if not math.isfinite(avg):
+                    raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last "
+                                    f"checkpoint and saved model are kept (try a lower --learning-rate)")
+                loss_curve.append([epoch * steps_per_epoch + done, avg])
+                if done % args.log_every == 0 and master:
+                    tqdm.write(f"epoch {epoch + 1} batch {done}/{steps_per_epoch} loss {avg:.4f} "
+                               f"lr {scheduler.get_last_lr()[0]:.2e}")
+                running.zero_()
+                n_logged = 0
+            stopping = stop["signal"] is not None
+            if world > 1 and done % 10 == 0:
+                flag = torch.tensor(float(stopping), device=device)
+                dist.all_reduce(flag)
+                stopping = flag.item() > 0
+            elif world > 1:
+                stopping = False
+            if done < steps_per_epoch and (stopping or (args.checkpoint_every and done % args.checkpoint_every == 0)):
+                if not math.isfinite(float(epoch_loss)):
+                    raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
+                                    f"checkpoint and saved model are kept (try a lower --learning-rate)")
+                checkpoint(epoch, done, order)
+                if stopping:
+                    bar.close()
+                    log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} at epoch "
+                        f"{epoch + 1} step {done}; rerun with --resume (exit {EXIT_REQUEUE})")
+                    if world > 1:
+                        dist.destroy_process_group()
+                    return EXIT_REQUEUE
+        bar.close()
+
+        # -- end of epoch: dev macro F1, keep the best weights
+        if world > 1:
+            dist.all_reduce(epoch_loss)
+        train_loss = epoch_loss.item() / max(n_epoch, 1) / world
+        epoch_time = time.time() - t_epoch
+        dev_probs = evaluate(ddp_model, splits["dev"]["input_ids"], splits["dev"]["lengths"],
+                             args.eval_batch_size, pad_id, device, amp_dtype, rank, world)
+        dev_f1 = compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
+                        "epoch_time_s": epoch_time, "steps": n_epoch})
+        log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, "
+            f"time {epoch_time:.1f} s ({n_epoch * global_batch / epoch_time:.1f} examples/s)")
+        if dev_f1 > best["f1"]:
+            best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
+                    "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+        checkpoint(epoch + 1, 0, [])
+        if stop["signal"] is not None and epoch + 1 < args.epochs:
+            log(f"{stop['signal']}: checkpoint written to {ckpt_path} after epoch {epoch + 1}; "
+                f"rerun with --resume (exit {EXIT_REQUEUE})")
+            if world > 1:
+                dist.destroy_process_group()
+            return EXIT_REQUEUE
+
+    # -- test: the best epoch's weights, threshold 0.3 and dev-tuned per-label thresholds
+    model.load_state_dict(best["state"])
+    test_probs = evaluate(ddp_model, splits["test"]["input_ids"], splits["test"]["lengths"],
+                          args.eval_batch_size, pad_id, device, amp_dtype, rank, world)
+    if world > 1:
+        dist.destroy_process_group()
+    if not master:
+        return 0
+    dev_probs, dev_y, test_y = best["dev_probs"].numpy(), splits["dev"]["y"], splits["test"]["y"]
+    tuned = tune_thresholds(dev_y, dev_probs, args.threshold)
+    results = {
+        "dev": compute_metrics(dev_y, dev_probs, args.threshold, labels),
+        "test": compute_metrics(test_y, test_probs, args.threshold, labels),
+        "dev_tuned": compute_metrics(dev_y, dev_probs, tuned, labels),
+        "test_tuned": compute_metrics(test_y, test_probs, tuned, labels),
+    }
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if args.cuda else None
+    metrics = {
+        "labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
+        "thresholds": dict(zip(labels, map(float, tuned), strict=True)), "best_epoch": best["epoch"],
+        **results, "paper_macro_f1": PAPER_MACRO_F1[args.taxonomy],
+        "paper_f1": PAPER_F1 if args.taxonomy == "original" else None,
+        "history": history, "loss_curve": loss_curve, "precision": precision, "world_size": world,
+        "peak_rss_mb": peak_rss_mb, "peak_gpu_mb": peak_gpu_mb, "args": vars(args),
+    }
+
+    print(metrics_table(results["test"], results["test_tuned"], labels, args.taxonomy))
+    t_save = time.time()
+    if args.metrics_file:
+        atomic_write_text(Path(args.metrics_file), json.dumps(metrics, indent=1))
+    if args.predictions_file:
+        write_predictions(Path(args.predictions_file), splits["test"]["ids"], test_y, test_probs,
+                          args.threshold, labels)
+    plot_file = args.plot_file or (str(Path(args.metrics_file).with_suffix(".png")) if args.metrics_file else None)
+    if plot_file:
+        plot(Path(plot_file), results["test"], labels, args.taxonomy, loss_curve)
+    info = {"labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
+            "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
+            "metrics": {k: {a: results[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
+                        for k in results} | {"best_epoch": best["epoch"]}}
+    save_model(model, tokenizer, save_fp, info)
+    ckpt_path.unlink(missing_ok=True)
+    log(f"time to save: {time.time() - t_save:.1f} s -> {save_fp}")
+    log(f"peak RSS {peak_rss_mb:.0f} MiB" + (f", peak GPU memory {peak_gpu_mb:.0f} MiB" if peak_gpu_mb else ""))
+    log(f"total time {time.time() - t_start:.1f} s; best epoch {best['epoch']} (dev macro F1 {best['f1']:.4f})")
+    log(f"Test macro F1 {results['test']['macro']['f1']:.4f} at threshold {args.threshold} "
+        f"(dev-tuned thresholds: {results['test_tuned']['macro']['f1']:.4f}; "
+        f"paper {PAPER_MACRO_F1[args.taxonomy]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

