@@ -361,6 +361,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cuda", action="store_true", help="train on the GPU (an error if there is none)")
     p.add_argument("--transformer-model", default="bert-base-uncased", help="hub name or local model folder")
     p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--head-learning-rate", type=float,
+                   help="for the new classifier (and pooler); default: --learning-rate")
+    p.add_argument("--init-bias-from-prior", action="store_true",
+                   help="start the classifier's biases at log(p/(1-p)) of each label's training frequency")
     p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--max-length", type=int, default=50, help="tokens per text (the paper: 50)")
@@ -385,8 +389,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # These must match between a checkpoint and the run that resumes it.
-RESUME_KEYS = ("transformer_model", "learning_rate", "batch_size", "epochs", "max_length", "warmup_ratio",
-               "weight_decay", "seed", "taxonomy", "precision", "max_train_examples", "train")
+RESUME_KEYS = ("transformer_model", "learning_rate", "head_learning_rate", "init_bias_from_prior", "batch_size",
+               "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy", "precision",
+               "max_train_examples", "train")
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -465,11 +470,22 @@ def train(args: argparse.Namespace) -> int:
     # -- optimizer and schedule: AdamW (no decay on biases and LayerNorm), linear warmup then decay
     from transformers import get_linear_schedule_with_warmup
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
+    # The new head (classifier, and the pooler feeding it) may learn faster than the pretrained encoder.
+    head_lr = args.head_learning_rate or args.learning_rate
+    groups: dict[tuple[bool, bool], list] = {}
+    for n, p in model.named_parameters():
+        is_head = n.startswith(("classifier.", "pooler.")) or ".pooler." in n
+        groups.setdefault((p.ndim >= 2, is_head), []).append(p)
+    optimizer = torch.optim.AdamW([{"params": ps, "weight_decay": args.weight_decay if decay else 0.0,
+                                    "lr": head_lr if head else args.learning_rate}
+                                   for (decay, head), ps in groups.items()],
                                   lr=args.learning_rate, fused=args.cuda or None)
+    if args.init_bias_from_prior:  # start the head at the label frequencies, not at p = 0.5 for everything
+        prior = train_y.mean(0).clamp(1e-4, 1 - 1e-4)
+        classifier = model.get_output_embeddings() or getattr(model, "classifier", None)
+        last = classifier.out_proj if hasattr(classifier, "out_proj") else classifier
+        with torch.no_grad():
+            last.bias.copy_(torch.log(prior / (1 - prior)))
     global_batch = args.batch_size * world
     steps_per_epoch = math.ceil(len(train_ids) / global_batch)
     total_steps = steps_per_epoch * args.epochs
