@@ -188,7 +188,7 @@ class DataServer:
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, client_address: None  # client hung up: not our business
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}{prefix}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def _next_reply(self, method: str, name: str, when: float) -> Reply:
