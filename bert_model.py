@@ -541,7 +541,7 @@ def train(args: argparse.Namespace) -> int:
 
     # -- the training loop
     model.train()
-    step_in_run = 0
+    tty = sys.stderr.isatty()
     for epoch in range(start_epoch, args.epochs):
         t_epoch = time.time()
         # the same order on every rank; each global batch is cut into one slice per rank
@@ -552,65 +552,62 @@ def train(args: argparse.Namespace) -> int:
         running = torch.zeros((), device=device)
         epoch_loss = torch.zeros((), device=device)
         n_logged = n_epoch = 0
-        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}",
-                   disable=not master, mininterval=0.5 if sys.stderr.isatty() else 60, ascii=not sys.stderr.isatty())
-        for step in range(first, steps_per_epoch):
-            idx = order[step][rank * args.batch_size:(rank + 1) * args.batch_size] or order[step][:1]
-            ids, mask = collate(train_ids, idx, pad_id)
-            pin = args.cuda
-            ids, mask, y = (t.pin_memory() if pin else t for t in (ids, mask, train_y[idx]))
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = ddp_model(input_ids=ids.to(device, non_blocking=True),
-                                   attention_mask=mask.to(device, non_blocking=True)).logits
-            loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            running += loss.detach()
-            epoch_loss += loss.detach()
-            n_logged += 1
-            n_epoch += 1
-            step_in_run += 1
-            bar.update()
+        with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not master,
+                  mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
+            for step in range(first, steps_per_epoch):
+                idx = order[step][rank * args.batch_size:(rank + 1) * args.batch_size] or order[step][:1]
+                ids, mask = collate(train_ids, idx, pad_id)
+                ids, mask, y = (t.pin_memory() if args.cuda else t for t in (ids, mask, train_y[idx]))
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    logits = ddp_model(input_ids=ids.to(device, non_blocking=True),
+                                       attention_mask=mask.to(device, non_blocking=True)).logits
+                loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                running += loss.detach()
+                epoch_loss += loss.detach()
+                n_logged += 1
+                n_epoch += 1
+                bar.update()
 
-            done = step + 1
-            if done % args.log_every == 0 or done == steps_per_epoch:
-                if world > 1:
-                    dist.all_reduce(running)
-                avg = running.item() / n_logged / world  # the one host-device sync, at logging points
-                if not math.isfinite(avg):
-                    raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last "
-                                    f"checkpoint and saved model are kept (try a lower --learning-rate)")
-                loss_curve.append([epoch * steps_per_epoch + done, avg])
-                if done % args.log_every == 0 and master:
-                    tqdm.write(f"epoch {epoch + 1} batch {done}/{steps_per_epoch} loss {avg:.4f} "
-                               f"lr {scheduler.get_last_lr()[0]:.2e}")
-                running.zero_()
-                n_logged = 0
-            stopping = stop["signal"] is not None
-            if world > 1 and done % 10 == 0:
-                flag = torch.tensor(float(stopping), device=device)
-                dist.all_reduce(flag)
-                stopping = flag.item() > 0
-            elif world > 1:
-                stopping = False
-            if done < steps_per_epoch and (stopping or (args.checkpoint_every and done % args.checkpoint_every == 0)):
-                if not math.isfinite(float(epoch_loss)):
-                    raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
-                                    f"checkpoint and saved model are kept (try a lower --learning-rate)")
-                checkpoint(epoch, done, order)
-                if stopping:
-                    bar.close()
-                    log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} at epoch "
-                        f"{epoch + 1} step {done}; rerun with --resume (exit {EXIT_REQUEUE})")
+                done = step + 1
+                if done % args.log_every == 0 or done == steps_per_epoch:
                     if world > 1:
-                        dist.destroy_process_group()
-                    return EXIT_REQUEUE
-        bar.close()
+                        dist.all_reduce(running)
+                    avg = running.item() / n_logged / world  # the one host-device sync, at logging points
+                    if not math.isfinite(avg):
+                        raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last "
+                                        f"checkpoint and saved model are kept (try a lower --learning-rate)")
+                    loss_curve.append([epoch * steps_per_epoch + done, avg])
+                    if done % args.log_every == 0 and master:
+                        tqdm.write(f"epoch {epoch + 1} batch {done}/{steps_per_epoch} loss {avg:.4f} "
+                                   f"lr {scheduler.get_last_lr()[0]:.2e}")
+                    running.zero_()
+                    n_logged = 0
+                stopping = stop["signal"] is not None
+                if world > 1 and done % 10 == 0:
+                    flag = torch.tensor(float(stopping), device=device)
+                    dist.all_reduce(flag)
+                    stopping = flag.item() > 0
+                elif world > 1:
+                    stopping = False
+                periodic = args.checkpoint_every and done % args.checkpoint_every == 0
+                if done < steps_per_epoch and (stopping or periodic):
+                    if not math.isfinite(float(epoch_loss)):
+                        raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
+                                        f"checkpoint and saved model are kept (try a lower --learning-rate)")
+                    checkpoint(epoch, done, order)
+                    if stopping:
+                        log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} at epoch "
+                            f"{epoch + 1} step {done}; rerun with --resume (exit {EXIT_REQUEUE})")
+                        if world > 1:
+                            dist.destroy_process_group()
+                        return EXIT_REQUEUE
 
         # -- end of epoch: dev macro F1, keep the best weights
         if world > 1:

@@ -1,0 +1,297 @@
+"""bert_model.py: data reading, batching, metrics, and real training runs on tiny BERTs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_script
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+import bert_model as bm
+
+LABELS = ["admiration", "amusement", "anger", "fear", "nervousness", "realization", "neutral"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def train_cmd(data: Path, save: Path, model: Path, *extra: str) -> list[str | Path]:
+    return ["bert_model.py", data / "train.tsv", data / "dev.tsv", data / "test.tsv", data / "emotions.txt", save,
+            "--transformer-model", model, *extra]
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def test_read_tsv_keeps_the_authors_quoting_and_spaces(tmp_path):
+    f = write(tmp_path / "x.tsv", '"Pretty sure you don\'t know what ""hurt"" means"\t27\ted2a8al\n'
+                                  "trailing space \t0,4\tabc\n")
+    texts, labels, ids = bm.read_tsv(f, 28)
+    assert texts == ['Pretty sure you don\'t know what "hurt" means', "trailing space "]
+    assert labels == [[27], [0, 4]] and ids == ["ed2a8al", "abc"]
+
+
+def test_real_splits_read_completely(goemotions_dir):
+    labels = bm.read_labels(goemotions_dir / "emotions.txt")
+    assert len(labels) == 28 and labels[-1] == "neutral"
+    sizes = {s: len(bm.read_tsv(goemotions_dir / f"{s}.tsv", 28)[0]) for s in ("train", "dev", "test")}
+    assert sizes == {"train": 43410, "dev": 5426, "test": 5427}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("good\t1\ta\nbad line\t1\n", "x.tsv:2: expected 3 tab-separated columns, found 2"),
+    ("good\t1\ta\ntext\t1,x\tb\n", "x.tsv:2: label ids must be integers"),
+    ("good\t1\ta\ntext\t28\tb\n", "x.tsv:2: label id 28 out of range"),
+    ("  \t1\ta\n", "x.tsv:1: empty text"),
+])
+def test_read_tsv_errors_name_file_and_line(tmp_path, content, message):
+    with pytest.raises(bm.UserError, match=message.replace("(", r"\(")):
+        bm.read_tsv(write(tmp_path / "x.tsv", content), 28)
+
+
+def test_labels_file_with_blank_line_is_an_error(tmp_path):
+    with pytest.raises(bm.UserError, match=r"emotions.txt:2: blank label name"):
+        bm.read_labels(write(tmp_path / "emotions.txt", "a\n\nb"))
+
+
+# --------------------------------------------------------------------------------- taxonomies
+
+
+def test_ekman_and_sentiment_mapping_on_hand_made_data(goemotions_dir, tmp_path):
+    for name in ("ekman_mapping.json", "sentiment_dict.json"):
+        (tmp_path / name).write_bytes((goemotions_dir / name).read_bytes())
+    labels_path = write(tmp_path / "emotions.txt", "\n".join(LABELS))
+    # admiration+amusement -> joy once; fear+nervousness -> fear; realization -> surprise; neutral stays
+    examples = [[0, 1], [3, 4], [5], [6], [2, 6]]
+    names, mapping = bm.taxonomy_mapping(LABELS, "ekman", labels_path)
+    assert names == ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
+    y = bm.multi_hot(examples, len(names), mapping)
+    got = [[names[j] for j in np.flatnonzero(row)] for row in y]
+    assert got == [["joy"], ["fear"], ["surprise"], ["neutral"], ["anger", "neutral"]]
+    names, mapping = bm.taxonomy_mapping(LABELS, "sentiment", labels_path)
+    assert names == ["positive", "negative", "ambiguous", "neutral"]
+    got = [[names[j] for j in np.flatnonzero(row)] for row in bm.multi_hot(examples, len(names), mapping)]
+    assert got == [["positive"], ["negative"], ["ambiguous"], ["neutral"], ["negative", "neutral"]]
+
+
+def test_taxonomy_with_an_unmapped_label_is_an_error(goemotions_dir, tmp_path):
+    (tmp_path / "ekman_mapping.json").write_bytes((goemotions_dir / "ekman_mapping.json").read_bytes())
+    with pytest.raises(bm.UserError, match="no ekman group for label.*schadenfreude"):
+        bm.taxonomy_mapping(["joy", "schadenfreude"], "ekman", tmp_path / "emotions.txt")
+
+
+# ----------------------------------------------------------------------------------- batching
+
+
+def test_length_grouped_batches_cover_everything_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 50, size=1000).tolist()
+    batches = bm.length_grouped_batches(lengths, 16, seed=1)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))
+    assert bm.length_grouped_batches(lengths, 16, seed=1) == batches
+    assert bm.length_grouped_batches(lengths, 16, seed=2) != batches
+
+    def pad_share(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs) / sum(lengths)
+
+    random_batches = [list(range(i, min(i + 16, 1000))) for i in range(0, 1000, 16)]
+    assert pad_share(batches) < 0.1 < pad_share(random_batches)
+    evaluation = bm.sorted_batches(lengths, 64)
+    assert sorted(i for b in evaluation for i in b) == list(range(1000)) and pad_share(evaluation) < 0.08
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def test_metrics_predict_strictly_above_threshold_as_calculate_metrics_does():
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    probs = np.array([[0.3, 0.1], [0.2, 0.31], [0.9, 0.3]])  # 0.3 exactly is not a prediction
+    m = bm.compute_metrics(y, probs, 0.3, ["a", "b"])
+    assert m["per_label"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["per_label"]["b"]["recall"] == 0.5
+    assert m["exact_match_accuracy"] == pytest.approx(1 / 3)  # only the second row is exact
+    assert m["micro"]["f1"] == pytest.approx(f1_score(y, probs > 0.3, average="micro"))
+
+
+def test_tuned_thresholds_are_never_worse_on_dev():
+    rng = np.random.default_rng(0)
+    y = (rng.random((500, 6)) < [0.02, 0.05, 0.1, 0.2, 0.3, 0.5]).astype(np.float32)
+    probs = np.clip(y * rng.random((500, 6)) * 0.6 + rng.random((500, 6)) * 0.5, 0, 1)
+    tuned = bm.tune_thresholds(y, probs, 0.3)
+    assert tuned.shape == (6,) and ((tuned > 0) & (tuned < 1)).all()
+    base = bm.compute_metrics(y, probs, 0.3, list("abcdef"))
+    best = bm.compute_metrics(y, probs, tuned, list("abcdef"))
+    for name in "abcdef":
+        assert best["per_label"][name]["f1"] >= base["per_label"][name]["f1"]
+    assert best["macro"]["f1"] > base["macro"]["f1"]
+
+
+# ------------------------------------------------------------------------- end to end (tiny)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, goemotions_dir, tmp_path_factory):
+    """One real CLI run on a tiny BERT and 160 real training examples."""
+    from conftest import write_slice
+
+    tmp = tmp_path_factory.mktemp("trained")
+    data = write_slice(goemotions_dir, tmp / "data", {"train": 160, "dev": 64, "test": 64})
+    out = tmp / "run"
+    r = run_script(*train_cmd(data, out / "model", tiny_bert, "--epochs", "3", "--batch-size", "8",
+                              "--learning-rate", "1e-3", "--log-every", "5", "--precision", "fp32",
+                              "--metrics-file", out / "metrics.json", "--predictions-file", out / "pred.tsv"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return data, out, r
+
+
+def test_cli_trains_evaluates_and_saves(trained):
+    data, out, r = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    losses = [loss for _, loss in metrics["loss_curve"]]
+    assert losses[-1] < losses[0] * 0.8, losses  # training loss falls
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["best_epoch"] == 1 + int(np.argmax([h["dev_macro_f1"] for h in metrics["history"]]))
+    assert "Test macro F1" in r.stdout and "time to save" in r.stdout and "peak RSS" in r.stdout
+    assert "admiration" in r.stdout and "0.65" in r.stdout  # the table with the paper's F1 beside ours
+    info = json.loads((out / "model" / "goemotions.json").read_text())
+    assert info["labels"] == bm.read_labels(data / "emotions.txt") and info["threshold"] == 0.3
+    assert set(info["thresholds"]) == set(info["labels"]) and info["args"]["epochs"] == 3
+    assert not (out / "model.checkpoint.pt").exists()  # removed once the model is saved
+    png = out / "metrics.png"  # the plot defaults to beside the metrics file
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+    h, w = matplotlib.image.imread(png).shape[:2]
+    assert w >= 600 and h >= 400
+
+
+def test_metrics_file_agrees_with_sklearn_on_the_predictions_file(trained):
+    _, out, _ = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    labels = metrics["labels"]
+    with open(out / "pred.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 64
+    gold = np.array([[name in r["gold"].split(",") for name in labels] for r in rows])
+    probs = np.array([[float(r[name]) for name in labels] for r in rows])
+    predicted = np.array([[name in r["predicted"].split(",") for name in labels] for r in rows])
+    assert (predicted == (probs > 0.3)).all()
+    p, rec, f, s = precision_recall_fscore_support(gold, predicted, average="macro", zero_division=0)
+    assert metrics["test"]["macro"]["f1"] == pytest.approx(f, abs=1e-6)
+    assert metrics["test"]["macro"]["precision"] == pytest.approx(p, abs=1e-6)
+    tuned = np.array([metrics["thresholds"][n] for n in labels])
+    f_tuned = f1_score(gold, probs > tuned, average="macro", zero_division=0)
+    assert metrics["test_tuned"]["macro"]["f1"] == pytest.approx(f_tuned, abs=1e-6)
+    assert metrics["dev_tuned"]["macro"]["f1"] >= metrics["dev"]["macro"]["f1"]
+
+
+def test_saved_model_reloads_with_the_same_predictions_in_predict_and_pipeline(trained):
+    data, out, _ = trained
+    with open(out / "pred.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    r = run_script("predict.py", out / "model", "--input", data / "test.tsv", "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    labels = json.loads((out / "metrics.json").read_text())["labels"]
+    assert [g["id"] for g in got] == [row["id"] for row in rows]
+    ours = np.array([[g["scores"][n] for n in labels] for g in got])
+    saved = np.array([[float(row[n]) for n in labels] for row in rows])
+    assert np.abs(ours - saved).max() < 1e-5
+    assert [",".join(g["predicted"]) for g in got] == [row["predicted"] for row in rows]
+
+    from transformers import pipeline
+
+    texts = bm.read_tsv(data / "test.tsv", 28)[0]
+    pipe = pipeline("text-classification", model=str(out / "model"), top_k=None, device="cpu")
+    for result, g in zip(pipe(texts[:10]), got[:10], strict=True):
+        scores = {d["label"]: d["score"] for d in result}
+        assert max(abs(scores[n] - g["scores"][n]) for n in labels) < 1e-5
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+def test_cuda_without_a_gpu_is_one_line(small_data, tiny_bert, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert, "--cuda"))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --cuda given but PyTorch sees no CUDA device")
+    assert "Traceback" not in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_bad_label_id_in_train_names_file_and_line(small_data, tiny_bert, tmp_path):
+    lines = (small_data / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[6] = "some text\t3,40\tzzz\n"
+    (small_data / "train.tsv").write_text("".join(lines), encoding="utf-8")
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: {small_data / 'train.tsv'}:7: label id 40 out of range" in r.stderr
+
+
+def test_unreadable_and_malformed_files(small_data, tiny_bert, tmp_path):
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert)[:1], small_data / "train.tsv",
+                   tmp_path / "missing.tsv", small_data / "test.tsv", small_data / "emotions.txt", tmp_path / "m",
+                   "--transformer-model", tiny_bert)
+    assert r.returncode == 1 and "missing.tsv: cannot read" in r.stderr and "Traceback" not in r.stderr
+    (small_data / "dev.tsv").write_bytes(b"caf\xe9\t1\tx\n")
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert))
+    assert r.returncode == 1 and "dev.tsv: cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_model_offline_says_to_download_first(small_data, tmp_path):
+    r = run_script(*train_cmd(small_data, tmp_path / "m", Path("acme/not-downloaded")),
+                   env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "neither a local folder nor in the Hugging Face cache" in last and "download_transformer_model.py" in last
+
+
+def test_nan_loss_stops_and_keeps_the_saved_model(small_data, tiny_bert, tmp_path):
+    save = tmp_path / "m"
+    save.mkdir()
+    (save / "model.safetensors").write_bytes(b"previous good model")
+    r = run_script(*train_cmd(small_data, save, tiny_bert, "--learning-rate", "1e12", "--precision", "fp32",
+                              "--warmup-ratio", "0", "--log-every", "2", "--max-grad-norm", "1e30"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "loss is nan" in r.stderr.strip().splitlines()[-1] or "not finite" in r.stderr
+    assert (save / "model.safetensors").read_bytes() == b"previous good model"
+
+
+def test_save_fp_that_is_a_file_is_refused(small_data, tiny_bert, tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"an old torch.save pickle")
+    r = run_script(*train_cmd(small_data, tmp_path / "model.pt", tiny_bert))
+    assert r.returncode == 1 and "exists and is not a model folder" in r.stderr
+    assert (tmp_path / "model.pt").read_bytes() == b"an old torch.save pickle"
+
+
+# ---------------------------------------------------------------------------- the real MiniLM
+
+
+@pytest.mark.slow
+def test_real_minilm_learns_on_real_examples(minilm, goemotions_dir, tmp_path):
+    from conftest import write_slice
+
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 400, "dev": 100, "test": 100})
+    r = run_script(*train_cmd(data, tmp_path / "m", minilm, "--epochs", "2", "--batch-size", "16",
+                              "--learning-rate", "1e-4", "--init-bias-from-prior", "--head-learning-rate", "1e-3",
+                              "--log-every", "5", "--metrics-file", tmp_path / "metrics.json"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    losses = [loss for _, loss in metrics["loss_curve"]]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    assert metrics["precision"] == ("bf16" if os.uname().machine == "x86_64" and _bf16() else "fp32")
+    assert metrics["test"]["per_label"]["gratitude"]["support"] >= 1
+
+
+def _bf16() -> bool:
+    import torch
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
