@@ -221,3 +221,177 @@ def data_server(goemotions_dir: Path):
     server = DataServer(goemotions_dir)
     yield server
     server.close()
+
+
+# --------------------------------------------------------------------------- hub stand-in on loopback
+# A real HTTP server on 127.0.0.1 that answers what huggingface_hub 2.4 asks of huggingface.co
+# (../shared/notes/hub-on-loopback.md), so the real download code runs against it with
+# HF_ENDPOINT=hub.url. Used by tests/test_download_transformer_model.py and tests/test_jobs.py.
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from urllib.parse import unquote, urlsplit  # noqa: E402
+
+# Environment variables that point huggingface_hub / transformers at a cache or a hub: removed from
+# the environment of every process the hub tests start, so a developer's own settings never leak in.
+HF_ENV_VARS = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ENDPOINT",
+               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "XDG_CACHE_HOME", "HF_TOKEN")
+
+
+class HubStandIn:
+    """Serve model repos ({repo_id: {path: bytes}}) the way the hub does, and log every request."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
+        self.failures: list[tuple[str, int]] = []  # (path regex, status): answered once each, in order
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def add_repo(self, repo_id: str, folder: Path | None = None, extra: dict[str, bytes] | None = None,
+                 skip: tuple[str, ...] = ()) -> str:
+        """Publish the files of a model folder (plus `extra` files) as repo_id; returns its commit sha."""
+        files: dict[str, bytes] = {}
+        if folder is not None:
+            for p in sorted(Path(folder).rglob("*")):
+                rel = p.relative_to(folder).as_posix()
+                if p.is_file() and rel not in skip:
+                    files[rel] = p.read_bytes()
+        files.update(extra or {})
+        self.repos[repo_id] = files
+        return self.sha(repo_id)
+
+    def sha(self, repo_id: str) -> str:
+        h = hashlib.sha1(repo_id.encode())
+        for path, data in sorted(self.repos[repo_id].items()):
+            h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+    def paths(self, method: str | None = None, contains: str = "") -> list[str]:
+        with self._lock:
+            return [p for m, p in self.requests if (method is None or m == method) and contains in p]
+
+    def start(self) -> HubStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._answer(head=True)
+
+            def do_GET(self) -> None:
+                self._answer(head=False)
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str], head: bool) -> None:
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str, head: bool) -> None:
+                body = json.dumps({"error": message}).encode()
+                self._send(status, body, {"Content-Type": "application/json", "X-Error-Code": code,
+                                          "X-Error-Message": message}, head)
+
+            def _repo(self, parts: list[str]) -> tuple[str | None, list[str]]:
+                # repo ids are "name" or "org/name": take the longest prefix that is a known repo
+                for n in (2, 1):
+                    if len(parts) >= n and "/".join(parts[:n]) in hub.repos:
+                        return "/".join(parts[:n]), parts[n:]
+                return None, parts
+
+            def _answer(self, head: bool) -> None:
+                path = unquote(urlsplit(self.path).path)
+                with hub._lock:
+                    hub.requests.append((self.command, self.path))
+                    for i, (pattern, status) in enumerate(hub.failures):
+                        if re.search(pattern, path):
+                            del hub.failures[i]
+                            return self._error(status, "", f"injected {status}", head)
+                parts = [p for p in path.split("/") if p]
+                if parts[:2] == ["api", "models"]:
+                    repo, rest = self._repo(parts[2:])
+                    if repo is None:
+                        return self._error(404, "RepoNotFound", "Repository not found", head)
+                    sha, files = hub.sha(repo), hub.repos[repo]
+                    if len(rest) == 2 and rest[0] == "revision":
+                        if rest[1] not in ("main", sha):
+                            return self._error(404, "RevisionNotFound", "Invalid rev id", head)
+                        info = {"id": repo, "modelId": repo, "sha": sha, "private": False,
+                                "siblings": [{"rfilename": f} for f in sorted(files)]}
+                        return self._send(200, json.dumps(info).encode(),
+                                          {"Content-Type": "application/json"}, head)
+                    if len(rest) >= 2 and rest[0] == "tree":
+                        tree = [{"type": "file", "path": f, "size": len(data),
+                                 "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+                                for f, data in sorted(files.items())]
+                        return self._send(200, json.dumps(tree).encode(),
+                                          {"Content-Type": "application/json"}, head)
+                    return self._error(404, "", "not served by the stand-in", head)
+                repo, rest = self._repo(parts)
+                if repo is None:
+                    return self._error(404, "RepoNotFound", "Repository not found", head)
+                if len(rest) < 3 or rest[0] != "resolve":
+                    return self._error(404, "", "not served by the stand-in", head)
+                sha, name = hub.sha(repo), "/".join(rest[2:])
+                if rest[1] not in ("main", sha):
+                    return self._error(404, "RevisionNotFound", "Invalid rev id", head)
+                if name not in hub.repos[repo]:
+                    return self._error(404, "EntryNotFound", f"{name} does not exist", head)
+                data = hub.repos[repo][name]
+                self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                                       "Content-Type": "application/octet-stream"}, head)
+
+        return Handler
+
+
+@pytest.fixture
+def hub() -> Iterator[HubStandIn]:
+    """A running hub stand-in with no repos yet (add them with hub.add_repo)."""
+    server = HubStandIn().start()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it (for 'no network' tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**overrides: str | Path) -> dict[str, str]:
+    """os.environ without any HF_* cache/hub settings, plus overrides (all values as str)."""
+    env = {k: v for k, v in os.environ.items() if k not in HF_ENV_VARS}
+    env.update({"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1"})
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def run_clean(*args: str | Path, env: dict[str, str], cwd: Path | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a project script with exactly this environment (see clean_env)."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd or ROOT, timeout=timeout)
