@@ -538,6 +538,27 @@ def train(args: argparse.Namespace) -> int:
 
     for s in STOP_SIGNALS:
         signal.signal(s, on_signal)
+    requeue_marker = save_fp.with_name(save_fp.name + ".requeue")
+    if master:
+        requeue_marker.unlink(missing_ok=True)
+
+    def should_stop() -> bool:
+        """Has a stop signal arrived (on any rank)?"""
+        if world == 1:
+            return stop["signal"] is not None
+        flag = torch.tensor(float(stop["signal"] is not None), device=device)
+        dist.all_reduce(flag)
+        return flag.item() > 0
+
+    def requeue(where: str) -> int:
+        """After the checkpoint: say so, leave a marker (torchrun hides our exit code), exit 99."""
+        if master:
+            requeue_marker.write_text(f"{stop['signal']} {where}\n", encoding="utf-8")
+        log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} {where}; "
+            f"rerun with --resume (exit {EXIT_REQUEUE}; marker {requeue_marker})")
+        if world > 1:
+            dist.destroy_process_group()
+        return EXIT_REQUEUE
 
     # -- the training loop
     model.train()
@@ -589,13 +610,7 @@ def train(args: argparse.Namespace) -> int:
                                    f"lr {scheduler.get_last_lr()[0]:.2e}")
                     running.zero_()
                     n_logged = 0
-                stopping = stop["signal"] is not None
-                if world > 1 and done % 10 == 0:
-                    flag = torch.tensor(float(stopping), device=device)
-                    dist.all_reduce(flag)
-                    stopping = flag.item() > 0
-                elif world > 1:
-                    stopping = False
+                stopping = should_stop() if world == 1 or done % 10 == 0 else False  # DDP: agree every 10 steps
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
                 if done < steps_per_epoch and (stopping or periodic):
                     if not math.isfinite(float(epoch_loss)):
@@ -603,11 +618,7 @@ def train(args: argparse.Namespace) -> int:
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
                     checkpoint(epoch, done, order)
                     if stopping:
-                        log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} at epoch "
-                            f"{epoch + 1} step {done}; rerun with --resume (exit {EXIT_REQUEUE})")
-                        if world > 1:
-                            dist.destroy_process_group()
-                        return EXIT_REQUEUE
+                        return requeue(f"at epoch {epoch + 1} step {done}")
 
         # -- end of epoch: dev macro F1, keep the best weights
         if world > 1:
@@ -625,12 +636,8 @@ def train(args: argparse.Namespace) -> int:
             best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
                     "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         checkpoint(epoch + 1, 0, [])
-        if stop["signal"] is not None and epoch + 1 < args.epochs:
-            log(f"{stop['signal']}: checkpoint written to {ckpt_path} after epoch {epoch + 1}; "
-                f"rerun with --resume (exit {EXIT_REQUEUE})")
-            if world > 1:
-                dist.destroy_process_group()
-            return EXIT_REQUEUE
+        if should_stop() and epoch + 1 < args.epochs:
+            return requeue(f"after epoch {epoch + 1}")
 
     # -- test: the best epoch's weights, threshold 0.3 and dev-tuned per-label thresholds
     model.load_state_dict(best["state"])

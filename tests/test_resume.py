@@ -1,0 +1,172 @@
+"""bert_model.py survives the scheduler: checkpoints, signals, --resume, and torchrun DDP on CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_tiny_bert, run_script, write_slice
+
+# 200 real examples at batch 8: 25 steps an epoch, 2 epochs, fp32 so that runs are bit-comparable.
+COMMON = ["--epochs", "2", "--batch-size", "8", "--precision", "fp32", "--log-every", "1",
+          "--learning-rate", "1e-3", "--checkpoint-every", "4", "--resume"]
+
+
+@pytest.fixture(scope="module")
+def data(goemotions_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resume") / "data"
+    return write_slice(goemotions_dir, folder, {"train": 200, "dev": 40, "test": 40})
+
+
+def args(data: Path, save: Path, model: Path, *extra: str) -> list[str]:
+    return ["bert_model.py", str(data / "train.tsv"), str(data / "dev.tsv"), str(data / "test.tsv"),
+            str(data / "emotions.txt"), str(save), "--transformer-model", str(model), *COMMON, *extra]
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(folder / "model.safetensors")
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def start(cmd: list[str], launcher: list[str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([*(launcher or [sys.executable]), *cmd], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def stop_when(proc: subprocess.Popen, prefix: str, sig: signal.Signals, group: bool = False) -> tuple[str, str]:
+    """Send `sig` once the run prints a line starting with `prefix`; return its output."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(prefix):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+            break
+    out, err = proc.communicate(timeout=300)
+    return "".join(seen) + out, err
+
+
+@pytest.fixture(scope="module")
+def reference(data, tiny_bert, tmp_path_factory):
+    """The uninterrupted run (its --resume finds no checkpoint, so it starts fresh)."""
+    save = tmp_path_factory.mktemp("ref") / "model"
+    r = run_script(*args(data, save, tiny_bert, "--metrics-file", str(save.parent / "metrics.json")))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return save
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_checkpoints_exits_99_and_resume_matches_uninterrupted(sig, data, tiny_bert, reference, tmp_path):
+    save = tmp_path / "model"
+    out, err = stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", sig)
+    proc_rc = 99 if f"{sig.name}: checkpoint written" in out else None
+    assert proc_rc == 99, out[-1500:] + err[-1500:]
+    assert (tmp_path / "model.checkpoint.pt").exists() and not save.exists()
+    assert (tmp_path / "model.requeue").read_text().startswith(sig.name)
+    r = run_script(*args(data, save, tiny_bert, "--metrics-file", str(tmp_path / "metrics.json")))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumed from" in r.stdout and "epoch 1, step " in r.stdout
+    assert max_diff(weights(save), weights(reference)) <= 1e-6
+    ours, ref = (json.loads(p.read_text()) for p in (tmp_path / "metrics.json", reference.parent / "metrics.json"))
+    assert [round(x[1], 6) for x in ours["loss_curve"]] == [round(x[1], 6) for x in ref["loss_curve"]]
+    assert not (tmp_path / "model.checkpoint.pt").exists() and not (tmp_path / "model.requeue").exists()
+
+
+def test_sigkill_falls_back_to_the_last_periodic_checkpoint(data, tiny_bert, reference, tmp_path):
+    save = tmp_path / "model"
+    proc = start(args(data, save, tiny_bert))
+    stop_when(proc, "epoch 1 batch 11/", signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    r = run_script(*args(data, save, tiny_bert))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumed from" in r.stdout and "epoch 1, step 8 of 25" in r.stdout  # checkpoints every 4 steps
+    assert max_diff(weights(save), weights(reference)) <= 1e-6
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_checkpoint_is_an_error_never_a_fresh_start(damage, data, tiny_bert, reference, tmp_path):
+    save = tmp_path / "model"
+    shutil.copytree(reference, save)  # a good model from an earlier run
+    before = (save / "model.safetensors").read_bytes()
+    out, _ = stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", signal.SIGTERM)
+    ckpt = tmp_path / "model.checkpoint.pt"
+    raw = ckpt.read_bytes()
+    ckpt.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"not a checkpoint at all" * 100)
+    r = run_script(*args(data, save, tiny_bert))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {ckpt}: corrupt or unreadable checkpoint")
+    assert (save / "model.safetensors").read_bytes() == before and ckpt.exists()
+
+
+def test_resume_with_other_settings_is_refused(data, tiny_bert, tmp_path):
+    save = tmp_path / "model"
+    stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", signal.SIGTERM)
+    r = run_script(*args(data, save, tiny_bert, "--learning-rate", "2e-3"))
+    assert r.returncode == 1 and "written with --learning-rate 0.001, this run has 0.002" in r.stderr
+
+
+# ------------------------------------------------------------------------------------ torchrun
+
+
+@pytest.fixture(scope="module")
+def tiny_no_dropout(minilm, tmp_path_factory):
+    """Without dropout, one process at batch 2B and two at batch B see exactly the same computation."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny0"), minilm, dropout=0.0)
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def torchrun(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*TORCHRUN, *cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_two_gloo_processes_match_one_process_at_double_batch(data, tiny_no_dropout, tmp_path):
+    one = tmp_path / "one" / "model"
+    r = run_script(*args(data, one, tiny_no_dropout, "--batch-size", "8", "--metrics-file", str(one.parent / "m.json")))
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = tmp_path / "two" / "model"
+    r2 = torchrun(args(data, two, tiny_no_dropout, "--batch-size", "4", "--metrics-file", str(two.parent / "m.json")))
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert r2.stdout.count("Test macro F1") == 1  # only rank 0 prints
+    a, b = (json.loads((p.parent / "m.json").read_text()) for p in (one, two))
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert [s for s, _ in a["loss_curve"]] == [s for s, _ in b["loss_curve"]]
+    assert max(abs(x - y) for (_, x), (_, y) in zip(a["loss_curve"], b["loss_curve"], strict=True)) < 1e-4
+    for split in ("dev", "test"):  # every example scored exactly once, gathered from both ranks
+        assert sum(m["support"] for m in b[split]["per_label"].values()) == \
+            sum(m["support"] for m in a[split]["per_label"].values())
+        assert b[split]["macro"]["f1"] == pytest.approx(a[split]["macro"]["f1"], abs=1e-6)
+    assert max_diff(weights(one), weights(two)) < 1e-4
+
+
+def test_resume_under_torchrun(data, tiny_no_dropout, tmp_path):
+    ref = tmp_path / "ref" / "model"
+    r = torchrun(args(data, ref, tiny_no_dropout, "--batch-size", "4"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    save = tmp_path / "run" / "model"
+    # Grid Engine signals the job's process group, but torchrun's workers run in sessions of their own:
+    # run_transformer_model.com starts torchrun ignoring SIGUSR1/2 and passes them on to the workers,
+    # which agree, checkpoint and exit 99 (torchrun then reports a failure; the marker file tells).
+    launcher = ["bash", "-c", "trap '' USR1 USR2; \"$@\" & pid=$!; trap 'pkill -USR1 -P $pid' USR1 USR2; "
+                "wait $pid; while kill -0 $pid 2>/dev/null; do wait $pid; done", "bash", *TORCHRUN]
+    proc = start(args(data, save, tiny_no_dropout, "--batch-size", "4"), launcher=launcher)
+    out, err = stop_when(proc, "epoch 1 batch 14/", signal.SIGUSR1, group=True)
+    assert (save.parent / "model.checkpoint.pt").exists(), out[-1500:] + err[-1500:]
+    assert (save.parent / "model.requeue").exists()
+    r = torchrun(args(data, save, tiny_no_dropout, "--batch-size", "4"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout
+    assert max_diff(weights(save), weights(ref)) <= 1e-6
