@@ -432,15 +432,14 @@ def train(args: argparse.Namespace) -> int:
         else:
             precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    if args.cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     # -- data: read, validate, map the taxonomy, tokenize once
     save_fp = Path(args.save_fp)
-    if save_fp.exists() and not save_fp.is_dir():
-        raise UserError(f"{save_fp}: exists and is not a model folder; choose another SAVE_FP")
+    replaceable = save_fp.is_dir() and (not any(save_fp.iterdir()) or (save_fp / "config.json").exists())
+    if save_fp.exists() and not replaceable:
+        raise UserError(f"{save_fp}: exists and is not a model folder (it would be replaced); choose another SAVE_FP")
     save_fp.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = save_fp.with_name(save_fp.name + ".checkpoint.pt")
     original_labels = read_labels(args.labels)
@@ -474,7 +473,7 @@ def train(args: argparse.Namespace) -> int:
     head_lr = args.head_learning_rate or args.learning_rate
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
-        is_head = n.startswith(("classifier.", "pooler.")) or ".pooler." in n
+        is_head = n.startswith(("classifier.", "pre_classifier.", "pooler.")) or ".pooler." in n
         groups.setdefault((p.ndim >= 2, is_head), []).append(p)
     optimizer = torch.optim.AdamW([{"params": ps, "weight_decay": args.weight_decay if decay else 0.0,
                                     "lr": head_lr if head else args.learning_rate}
@@ -541,6 +540,8 @@ def train(args: argparse.Namespace) -> int:
     requeue_marker = save_fp.with_name(save_fp.name + ".requeue")
     if master:
         requeue_marker.unlink(missing_ok=True)
+        for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
     def should_stop() -> bool:
         """Has a stop signal arrived (on any rank)?"""

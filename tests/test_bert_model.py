@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -257,20 +258,41 @@ def test_missing_model_offline_says_to_download_first(small_data, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_saved_model(small_data, tiny_bert, tmp_path):
     save = tmp_path / "m"
-    save.mkdir()
-    (save / "model.safetensors").write_bytes(b"previous good model")
+    shutil.copytree(tiny_bert, save)  # a model saved by an earlier run
+    before = (save / "model.safetensors").read_bytes()
     r = run_script(*train_cmd(small_data, save, tiny_bert, "--learning-rate", "1e12", "--precision", "fp32",
                               "--warmup-ratio", "0", "--log-every", "2", "--max-grad-norm", "1e30"))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "loss is nan" in r.stderr.strip().splitlines()[-1] or "not finite" in r.stderr
-    assert (save / "model.safetensors").read_bytes() == b"previous good model"
+    assert (save / "model.safetensors").read_bytes() == before
 
 
-def test_save_fp_that_is_a_file_is_refused(small_data, tiny_bert, tmp_path):
+def test_save_fp_that_is_a_file_or_a_folder_of_other_things_is_refused(small_data, tiny_bert, tmp_path):
     (tmp_path / "model.pt").write_bytes(b"an old torch.save pickle")
-    r = run_script(*train_cmd(small_data, tmp_path / "model.pt", tiny_bert))
-    assert r.returncode == 1 and "exists and is not a model folder" in r.stderr
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "thesis.tex").write_text("years of work")
+    for save in (tmp_path / "model.pt", tmp_path / "results"):
+        r = run_script(*train_cmd(small_data, save, tiny_bert))
+        assert r.returncode == 1 and "exists and is not a model folder" in r.stderr
     assert (tmp_path / "model.pt").read_bytes() == b"an old torch.save pickle"
+    assert (tmp_path / "results" / "thesis.tex").read_text() == "years of work"
+
+
+def test_sentiment_taxonomy_end_to_end(small_data, tiny_bert, tmp_path):
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert, "--taxonomy", "sentiment", "--epochs", "1",
+                              "--metrics-file", tmp_path / "metrics.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["labels"] == ["positive", "negative", "ambiguous", "neutral"] and metrics["paper_macro_f1"] == 0.69
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["id2label"] == {"0": "positive", "1": "negative", "2": "ambiguous", "3": "neutral"}
+    assert config["problem_type"] == "multi_label_classification"
+    # gold sentiment of each test example, from the original labels through sentiment_dict.json
+    groups = json.loads((small_data / "sentiment_dict.json").read_text())
+    names = bm.read_labels(small_data / "emotions.txt")
+    _, label_ids, _ = bm.read_tsv(small_data / "test.tsv", 28)
+    expected = sum(any(names[j] in groups["negative"] for j in ids) for ids in label_ids)
+    assert metrics["test"]["per_label"]["negative"]["support"] == expected > 0
 
 
 # ---------------------------------------------------------------------------- the real MiniLM
