@@ -395,3 +395,98 @@ def run_clean(*args: str | Path, env: dict[str, str], cwd: Path | None = None,
     """Run a project script with exactly this environment (see clean_env)."""
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd or ROOT, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- grid engine
+# A real single-host Son of Grid Engine (tests/sge/setup_sge.sh; .ci/run starts it). The job tests
+# qsub the project's .com files and read qstat/qacct. Off CI they skip when Grid Engine is not up;
+# in CI (CI=true) they fail instead.
+
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+SGE_SETUP = ROOT / "tests" / "sge" / "setup_sge.sh"
+
+
+def sge_problem() -> str | None:
+    """Why the Grid Engine tests cannot run here, or None when qsub/qstat work."""
+    if shutil.which("qsub") is None or shutil.which("qstat") is None:
+        return "Grid Engine is not installed (no qsub/qstat)"
+    try:
+        r = subprocess.run(["qstat", "-f"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "qstat -f did not answer within 30 s"
+    if r.returncode != 0:
+        return f"qstat -f fails ({(r.stderr or r.stdout).strip()[:200]})"
+    # a queue instance line without state flags (e.g. "au": execd unreachable) can run jobs
+    if not any("@" in line and len(line.split()) == 5 for line in r.stdout.splitlines()):
+        return "no queue instance is usable (sge_execd not running?)"
+    return None
+
+
+class GridEngine:
+    """qsub a job file, wait for it, read its accounting records and log."""
+
+    def qsub(self, script: str | Path, *options: str, env: dict[str, str | Path] | None = None,
+             log_dir: Path, cwd: Path = ROOT) -> int:
+        args = ["qsub", "-terse", "-w", "e", "-o", str(log_dir), *options]
+        for name, value in (env or {}).items():
+            assert "," not in str(value), f"qsub -v splits on commas: {name}={value}"
+            args += ["-v", f"{name}={value}"]
+        r = subprocess.run([*args, str(script)], capture_output=True, text=True, cwd=cwd, timeout=60)
+        assert r.returncode == 0, f"qsub failed: {r.stderr}"
+        return int(r.stdout.strip().split(".")[0])
+
+    def running(self, job_id: int) -> bool:
+        return subprocess.run(["qstat", "-j", str(job_id)], capture_output=True, timeout=30).returncode == 0
+
+    def wait(self, job_id: int, timeout: float = 300, records: int = 1) -> list[dict[str, str]]:
+        """Wait until the job has left the queue; its qacct records (one per run), oldest first."""
+        deadline = time.monotonic() + timeout
+        while self.running(job_id):
+            if time.monotonic() > deadline:
+                subprocess.run(["qdel", str(job_id)], capture_output=True, timeout=30)
+                raise AssertionError(f"job {job_id} still in the queue after {timeout} s: "
+                                     + subprocess.run(["qstat", "-j", str(job_id)], capture_output=True,
+                                                      text=True).stdout[-1500:])
+            time.sleep(0.5)
+        for _ in range(60):  # accounting is flushed every second (setup_sge.sh)
+            found = self.qacct(job_id)
+            if len(found) >= records:
+                return found
+            time.sleep(0.5)
+        raise AssertionError(f"qacct -j {job_id}: {len(found)} records, expected {records}")
+
+    def qacct(self, job_id: int) -> list[dict[str, str]]:
+        r = subprocess.run(["qacct", "-j", str(job_id)], capture_output=True, text=True, timeout=30)
+        found: list[dict[str, str]] = []  # in qacct's order: as the runs ended
+        for block in re.split(r"^=+$", r.stdout, flags=re.M)[1:]:
+            rec = {}
+            for line in block.strip().splitlines():
+                key, _, value = line.partition(" ")
+                rec[key] = value.strip()
+            found.append(rec)
+        return found
+
+    @staticmethod
+    def time(record: dict[str, str], field: str) -> float:
+        """A qacct time field (e.g. start_time "Fri Nov 27 09:02:57 2026") as a Unix time."""
+        import datetime
+
+        return datetime.datetime.strptime(record[field], "%a %b %d %H:%M:%S %Y").timestamp()
+
+    @staticmethod
+    def log(log_dir: Path, name: str, job_id: int) -> str:
+        path = log_dir / f"{name}.o{job_id}"
+        return path.read_text(errors="replace") if path.exists() else f"(no log {path})"
+
+
+@pytest.fixture(scope="session")
+def sge() -> GridEngine:
+    problem = sge_problem()
+    if problem:
+        how = f"start one with `sudo bash {SGE_SETUP.relative_to(ROOT)} start` (Debian/Ubuntu; .ci/run does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Grid Engine tests must run in CI: {problem}; {how}")
+        pytest.skip(f"{problem}: {how}")
+    return GridEngine()
