@@ -378,7 +378,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
     p.add_argument("--eval-batch-size", type=int, default=128)
     p.add_argument("--log-every", type=int, default=100, help="print the average loss every N batches")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: epochs only)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: off)")
+    p.add_argument("--checkpoint-minutes", type=float, default=10,
+                   help="checkpoint when this long has passed since the last one (besides every epoch's end)")
     p.add_argument("--resume", action="store_true", help="continue from SAVE_FP.checkpoint.pt if it exists")
     p.add_argument("--metrics-file", help="JSON: every metric, per label and averaged, dev and test")
     p.add_argument("--predictions-file", help="TSV: id, gold, predicted, one score column per label")
@@ -514,7 +516,10 @@ def train(args: argparse.Namespace) -> int:
         best = ck["best"]
         log(f"resumed from {ckpt_path}: epoch {start_epoch + 1}, step {start_step} of {steps_per_epoch}")
 
+    last_checkpoint = [time.time()]
+
     def checkpoint(epoch: int, step: int, order: list[list[int]]) -> None:
+        last_checkpoint[0] = time.time()
         rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if args.cuda else None}
         rngs = [None] * world
         if world > 1:
@@ -543,13 +548,14 @@ def train(args: argparse.Namespace) -> int:
         for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
-    def should_stop() -> bool:
-        """Has a stop signal arrived (on any rank)?"""
-        if world == 1:
-            return stop["signal"] is not None
-        flag = torch.tensor(float(stop["signal"] is not None), device=device)
-        dist.all_reduce(flag)
-        return flag.item() > 0
+    def should_stop() -> tuple[bool, bool]:
+        """(has a stop signal arrived, is a timed checkpoint due), agreed by all ranks."""
+        flags = [stop["signal"] is not None, time.time() - last_checkpoint[0] > 60 * args.checkpoint_minutes]
+        if world > 1:
+            t = torch.tensor(flags, dtype=torch.float32, device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flags = [bool(x) for x in t.tolist()]
+        return flags[0], flags[1]
 
     def requeue(where: str) -> int:
         """After the checkpoint: say so, leave a marker (torchrun hides our exit code), exit 99."""
@@ -611,9 +617,9 @@ def train(args: argparse.Namespace) -> int:
                                    f"lr {scheduler.get_last_lr()[0]:.2e}")
                     running.zero_()
                     n_logged = 0
-                stopping = should_stop() if world == 1 or done % 10 == 0 else False  # DDP: agree every 10 steps
+                stopping, timely = should_stop() if world == 1 or done % 10 == 0 else (False, False)  # DDP: every 10
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
-                if done < steps_per_epoch and (stopping or periodic):
+                if done < steps_per_epoch and (stopping or periodic or timely):
                     if not math.isfinite(float(epoch_loss)):
                         raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
@@ -637,7 +643,7 @@ def train(args: argparse.Namespace) -> int:
             best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
                     "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         checkpoint(epoch + 1, 0, [])
-        if should_stop() and epoch + 1 < args.epochs:
+        if should_stop()[0] and epoch + 1 < args.epochs:
             return requeue(f"after epoch {epoch + 1}")
 
     # -- test: the best epoch's weights, threshold 0.3 and dev-tuned per-label thresholds

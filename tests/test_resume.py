@@ -94,6 +94,17 @@ def test_sigkill_falls_back_to_the_last_periodic_checkpoint(data, tiny_bert, ref
     assert max_diff(weights(save), weights(reference)) <= 1e-6
 
 
+def test_timed_checkpoints(data, tiny_bert, reference, tmp_path):
+    save = tmp_path / "model"  # --checkpoint-minutes 0: a checkpoint after every step
+    proc = start(args(data, save, tiny_bert, "--checkpoint-every", "0", "--checkpoint-minutes", "0"))
+    stop_when(proc, "epoch 1 batch 11/", signal.SIGKILL)
+    r = run_script(*args(data, save, tiny_bert, "--checkpoint-every", "0", "--checkpoint-minutes", "0"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    step = int(r.stdout.split("resumed from")[1].split("step ")[1].split(" ")[0])
+    assert step >= 10  # the line for step 11 is printed before its checkpoint is written
+    assert max_diff(weights(save), weights(reference)) <= 1e-6
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoint_is_an_error_never_a_fresh_start(damage, data, tiny_bert, reference, tmp_path):
     save = tmp_path / "model"
