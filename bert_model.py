@@ -352,7 +352,10 @@ def evaluate(model, input_ids, lengths, batch_size, pad_id, device, amp_dtype, r
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     p.add_argument("train", help="train.tsv")
     p.add_argument("dev", help="dev.tsv (model selection and threshold tuning)")
     p.add_argument("test", help="test.tsv (reported, never tuned on)")
@@ -360,23 +363,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("save_fp", help="output model folder (Hugging Face format)")
     p.add_argument("--cuda", action="store_true", help="train on the GPU (an error if there is none)")
     p.add_argument("--transformer-model", default="bert-base-uncased", help="hub name or local model folder")
-    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="peak AdamW learning rate (the paper's)")
     p.add_argument("--head-learning-rate", type=float,
-                   help="for the new classifier (and pooler); default: --learning-rate")
+                   help="for the new classifier (and pooler); None: --learning-rate")
     p.add_argument("--init-bias-from-prior", action="store_true",
                    help="start the classifier's biases at log(p/(1-p)) of each label's training frequency")
     p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=4, help="the paper's 4")
     p.add_argument("--max-length", type=int, default=50, help="tokens per text (the paper: 50)")
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (not on biases, LayerNorm)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
+    p.add_argument("--seed", type=int, default=42, help="model init, dropout and data order")
     p.add_argument("--threshold", type=float, default=0.3, help="a label is predicted when its score > this")
-    p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original")
+    p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original",
+                   help="28 emotions, or the paper's Ekman (6 + neutral) or sentiment (3 + neutral) groups")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
-    p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=128, help="dev/test batches, sorted by length")
     p.add_argument("--log-every", type=int, default=100, help="print the average loss every N batches")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: off)")
     p.add_argument("--checkpoint-minutes", type=float, default=10,
