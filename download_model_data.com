@@ -31,7 +31,9 @@ say "job ${JOB_ID:-(not under Grid Engine)} on $(hostname) at $(date '+%F %T')"
 # Elsewhere: CONDA_MODULE= (empty) skips the module, PYTHON=/path/to/python skips conda altogether.
 CONDA_MODULE=${CONDA_MODULE-anaconda3/wmlce}
 PYTHON=${PYTHON:-}
-if [ -r /etc/profile ]; then set +u; source /etc/profile >/dev/null 2>&1; set -u; fi
+if [ -r /etc/profile ]; then  # keeps the PATH the job was given (qsub -v PATH=...) ahead of its own
+    JOB_PATH=$PATH; set +u; source /etc/profile >/dev/null 2>&1; set -u; PATH=$JOB_PATH:$PATH
+fi
 if [ -n "$CONDA_MODULE" ]; then
     if ! type module >/dev/null 2>&1; then
         say "no module system here (no 'module' command): skipping 'module add $CONDA_MODULE'"

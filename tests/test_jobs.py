@@ -224,6 +224,27 @@ def test_install_job_checks_every_pin_and_reports_cuda(tmp_path: Path):
     assert "install.com: error: the environment is not usable" in r.stderr
 
 
+def test_training_job_reports_the_gpus_and_the_training_summary(hec: Path, tiny_bert: Path, tmp_path: Path):
+    """Outside Grid Engine too (bash run_transformer_model.com). This machine has no GPU: a stand-in
+    nvidia-smi on PATH answers the two calls the job makes (the table, then the memory sampler)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text('#!/bin/bash\nif [ $# = 0 ]; then echo "| NVIDIA-SMI stand-in  GPU 0: H100 |"; exit 0; fi\n'
+                    'echo "0, 17000, 81559"; echo "0, 16907, 81559"; exec sleep 600\n')
+    fake.chmod(0o755)
+    r = job("run_transformer_model.com", timeout=300, global_storage=hec, PYTHON=VENV_PYTHON, MODEL=tiny_bert,
+            DEVICE="cpu", EPOCHS=1, PRECISION="fp32", PLOT_FILE="", PATH=f"{bin_dir}:{os.environ['PATH']}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| NVIDIA-SMI stand-in  GPU 0: H100 |" in r.stdout
+    assert "GPU memory (nvidia-smi, sampled every 10 s): peak 17000 of 81559 MiB" in r.stdout
+    assert re.search(r"^Test macro F1 \d\.\d+", r.stdout, re.M)
+    save = hec / "models" / "go-emotions" / tiny_bert.name
+    assert f"run_transformer_model.com: model: {save}" in r.stdout and (save / "model.safetensors").exists()
+    for suffix in (".metrics.json", ".predictions.tsv"):
+        assert save.with_name(save.name + suffix).exists(), suffix
+
+
 def test_download_job_bad_setting(hec: Path):
     one_error(job("download_model_data.com", global_storage=hec, PYTHON=VENV_PYTHON, DOWNLOAD_RETRIES="many"),
               "download_model_data.com", "DOWNLOAD_RETRIES=many is not a whole number")
@@ -353,3 +374,16 @@ def test_a_signalled_job_checkpoints_exits_99_and_grid_engine_reruns_it(sge: Gri
     assert re.search(r"^resumed from \S*/tiny\.checkpoint\.pt: epoch 1, step \d+ of 40$", log, re.M), log[-3000:]
     assert f"{ngpus} process(es) x batch {16 // ngpus}" in log
     assert re.search(r"^Test macro F1", log, re.M) and (save / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("true", "1 error")])
+def test_without_grid_engine_the_job_tests_skip_except_in_ci(ci: str, outcome: str, tmp_path: Path):
+    env = {**os.environ, "SGE_ROOT": "/nonexistent", "CI": ci}  # qstat now fails, as where none is installed
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rse", "-p", "no:cacheprovider",
+                        f"{Path(__file__)}::test_a_bad_setting_fails_the_job_with_a_clear_line_in_its_log"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert outcome in r.stdout, r.stdout
+    if ci:
+        assert "Grid Engine tests must run in CI: qstat -f fails" in r.stdout
+    else:
+        assert "start one with `sudo bash tests/sge/setup_sge.sh start`" in r.stdout
