@@ -77,7 +77,8 @@ SEED=${SEED:-42}
 THRESHOLD=${THRESHOLD:-0.3}
 TAXONOMY=${TAXONOMY:-original}                        # original | ekman | sentiment
 PRECISION=${PRECISION:-auto}                          # auto | fp32 | bf16 | fp16
-CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-500}             # steps between checkpoints (and every epoch end)
+CHECKPOINT_MINUTES=${CHECKPOINT_MINUTES:-10}          # minutes between checkpoints (and every epoch end)
+CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}               # also every N steps (0: off)
 DEVICE=${DEVICE:-cuda}                                # cuda | cpu (cpu: tests, or a CPU-only site)
 EXTRA_ARGS=${EXTRA_ARGS:-}                            # more bert_model.py options, e.g. "--max-train-examples 64"
 DRY_RUN=${DRY_RUN:-0}                                 # 1: print the command, do not train
@@ -103,7 +104,7 @@ int() { [[ ${!1} =~ ^[0-9]+$ ]] && [ "${!1}" -ge "$2" ] || die "$1=${!1} is not 
 num() { [[ ${!1} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || die "$1=${!1} is not a number"; }
 for v in DATA_DIR SAVE_FP; do need $v; done
 int EPOCHS 1; int BATCH_SIZE 1; int MAX_LENGTH 8; int SEED 0; int CHECKPOINT_EVERY 0
-num LEARNING_RATE; num THRESHOLD
+num LEARNING_RATE; num THRESHOLD; num CHECKPOINT_MINUTES
 case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac
 case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac
 case $DEVICE in cuda) DEVICE_FLAG=(--cuda) ;; cpu) DEVICE_FLAG=() ;; *) die "DEVICE=$DEVICE: use cuda or cpu";; esac
@@ -151,7 +152,8 @@ read -r -a EXTRA <<< "$EXTRA_ARGS"
 CMD=("${LAUNCH[@]}" "$CODE_DIR/bert_model.py" "$DATA_DIR/train.tsv" "$DATA_DIR/dev.tsv" "$DATA_DIR/test.tsv"
      "$DATA_DIR/emotions.txt" "$SAVE_FP" --transformer-model "$MODEL" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
      --learning-rate "$LEARNING_RATE" --max-length "$MAX_LENGTH" --seed "$SEED" --threshold "$THRESHOLD"
-     --taxonomy "$TAXONOMY" --precision "$PRECISION" --checkpoint-every "$CHECKPOINT_EVERY" --resume
+     --taxonomy "$TAXONOMY" --precision "$PRECISION" --checkpoint-every "$CHECKPOINT_EVERY"
+     --checkpoint-minutes "$CHECKPOINT_MINUTES" --resume
      --metrics-file "$METRICS_FILE" --predictions-file "$PREDICTIONS_FILE" ${PLOT_FILE:+--plot-file "$PLOT_FILE"}
      "${DEVICE_FLAG[@]}" "${EXTRA[@]}")
 say "HF_HUB_CACHE=$HF_HUB_CACHE HF_HUB_OFFLINE=$HF_HUB_OFFLINE NGPUS=$NGPUS"

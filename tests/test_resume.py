@@ -168,11 +168,10 @@ def test_resume_under_torchrun(data, tiny_no_dropout, tmp_path):
     r = torchrun(args(data, ref, tiny_no_dropout, "--batch-size", "4"))
     assert r.returncode == 0, r.stderr[-3000:]
     save = tmp_path / "run" / "model"
-    # Grid Engine signals the job's process group, but torchrun's workers run in sessions of their own:
-    # run_transformer_model.com starts torchrun ignoring SIGUSR1/2 and passes them on to the workers,
-    # which agree, checkpoint and exit 99 (torchrun then reports a failure; the marker file tells).
-    launcher = ["bash", "-c", "trap '' USR1 USR2; \"$@\" & pid=$!; trap 'pkill -USR1 -P $pid' USR1 USR2; "
-                "wait $pid; while kill -0 $pid 2>/dev/null; do wait $pid; done", "bash", *TORCHRUN]
+    # Grid Engine signals the job's process group, but torchrun starts its workers in sessions of their
+    # own: run_transformer_model.com has torchrun pass SIGUSR1/2 on (--signals-to-handle). The workers
+    # agree, checkpoint and exit 99; torchrun reports a failure of its own, so the marker file tells.
+    launcher = [*TORCHRUN, "--signals-to-handle", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"]
     proc = start(args(data, save, tiny_no_dropout, "--batch-size", "4"), launcher=launcher)
     out, err = stop_when(proc, "epoch 1 batch 14/", signal.SIGUSR1, group=True)
     assert (save.parent / "model.checkpoint.pt").exists(), out[-1500:] + err[-1500:]
