@@ -80,8 +80,9 @@ def read_tsv(path: str | Path, num_labels: int) -> tuple[list[str], list[list[in
     texts, labels, ids = [], [], []
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            for row in csv.reader(f, delimiter="\t"):
-                line = len(ids) + 1  # no quoted field spans lines in GoEmotions
+            reader = csv.reader(f, delimiter="\t")
+            for row in reader:
+                line = reader.line_num
                 if len(row) != 3:
                     raise UserError(f"{path}:{line}: expected 3 tab-separated columns, found {len(row)}")
                 text, label_field, example_id = row
