@@ -302,10 +302,10 @@ def test_sentiment_taxonomy_end_to_end(small_data, tiny_bert, tmp_path):
 def test_real_minilm_learns_on_real_examples(minilm, goemotions_dir, tmp_path):
     from conftest import write_slice
 
-    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 400, "dev": 100, "test": 100})
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 192, "dev": 48, "test": 48})
     r = run_script(*train_cmd(data, tmp_path / "m", minilm, "--epochs", "2", "--batch-size", "16",
                               "--learning-rate", "1e-4", "--init-bias-from-prior", "--head-learning-rate", "1e-3",
-                              "--log-every", "5", "--metrics-file", tmp_path / "metrics.json"))
+                              "--log-every", "2", "--metrics-file", tmp_path / "metrics.json"))
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     losses = [loss for _, loss in metrics["loss_curve"]]
