@@ -488,8 +488,7 @@ def train(args: argparse.Namespace) -> int:
                                   lr=args.learning_rate, fused=args.cuda or None)
     if args.init_bias_from_prior:  # start the head at the label frequencies, not at p = 0.5 for everything
         prior = train_y.mean(0).clamp(1e-4, 1 - 1e-4)
-        classifier = model.get_output_embeddings() or getattr(model, "classifier", None)
-        last = classifier.out_proj if hasattr(classifier, "out_proj") else classifier
+        last = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier  # RoBERTa
         with torch.no_grad():
             last.bias.copy_(torch.log(prior / (1 - prior)))
     global_batch = args.batch_size * world
