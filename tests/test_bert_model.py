@@ -317,3 +317,22 @@ def test_real_minilm_learns_on_real_examples(minilm, goemotions_dir, tmp_path):
 def _bf16() -> bool:
     import torch
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_head_learning_rate_and_prior_bias(small_data, tiny_bert, tmp_path):
+    """--learning-rate 0 freezes the encoder; the head still learns at --head-learning-rate, from the priors."""
+    from safetensors.torch import load_file
+
+    r = run_script(*train_cmd(small_data, tmp_path / "m", tiny_bert, "--epochs", "1", "--batch-size", "8",
+                              "--learning-rate", "0", "--head-learning-rate", "1e-2", "--init-bias-from-prior",
+                              "--log-every", "1", "--precision", "fp32", "--metrics-file", tmp_path / "metrics.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    first_loss = json.loads((tmp_path / "metrics.json").read_text())["loss_curve"][0][1]
+    assert first_loss < 0.3  # BCE at the label frequencies; a zero bias starts near log(2) = 0.69
+    before, after = load_file(tiny_bert / "model.safetensors"), load_file(tmp_path / "m" / "model.safetensors")
+    encoder = [k for k in after if ".encoder." in k or ".embeddings." in k]
+    assert encoder and all((after[k] == before[k.removeprefix("bert.")]).all() for k in encoder)
+    assert not (after["bert.pooler.dense.weight"] == before["pooler.dense.weight"]).all()
+    _, label_ids, _ = bm.read_tsv(small_data / "train.tsv", 28)
+    prior = bm.multi_hot(label_ids, 28, list(range(28))).mean(0).clip(1e-4, 1 - 1e-4)
+    assert np.corrcoef(after["classifier.bias"].numpy(), np.log(prior / (1 - prior)))[0, 1] > 0.9
