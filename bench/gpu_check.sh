@@ -73,15 +73,12 @@ exec > >(tee "$RES/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONPATH=$ROOT
 
 if [ "$TINY" = 1 ]; then
-  DEVICE=cpu; CUDA=""; SIZE=tiny
-  "$PYTHON" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from conftest import write_slice
-write_slice(Path('$DATA'), Path('$WORK/data'), {'train': 96, 'dev': 32, 'test': 32})"
-  DATA=$WORK/data
+  DEVICE=cpu; CUDA=""; SIZE=tiny; SLICE=$WORK/data
   EPOCH_ARGS=(--max-train-examples 64)
   BENCH_ARGS=(--examples 32 --no-peak)
   CHECK_ARGS=(--examples 64 --max-loss 0.75)
 else
-  DEVICE=cuda; CUDA=--cuda; SIZE=base
+  DEVICE=cuda; CUDA=--cuda; SIZE=base; SLICE=""
   EPOCH_ARGS=()
   BENCH_ARGS=(--examples 4800 --peak-size 8192)
   CHECK_ARGS=(--examples 3200)
@@ -89,21 +86,29 @@ fi
 
 echo "== 1. environment ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || echo "no nvidia-smi"
-"$PYTHON" -c "
-import os, platform, torch, transformers
+# one Python start for the report, the model (random weights) and, for --tiny, a slice of the data
+"$PYTHON" - <<PYEOF
+import os, platform, sys
+from pathlib import Path
+import torch, transformers
 print('python', platform.python_version(), '| torch', torch.__version__, '| CUDA', torch.version.cuda,
       '| cuDNN', torch.backends.cudnn.version(), '| transformers', transformers.__version__)
 print('GPU:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
       '| bf16:', torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 cpu = [x.split(':', 1)[1].strip() for x in open('/proc/cpuinfo') if x.startswith('model name')][:1]
-print('CPU:', cpu, os.cpu_count(), 'cores | data: $DATA | tokenizer: $TOKENIZER')"
-if [ "$DEVICE" = cuda ]; then
-  "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no CUDA device')"
-fi
+print('CPU:', cpu, os.cpu_count(), 'cores | data: $DATA | tokenizer: $TOKENIZER')
+if '$DEVICE' == 'cuda' and not torch.cuda.is_available():
+    sys.exit('error: torch sees no CUDA device')
+sys.path[:0] = ['bench', 'tests']
+if '$SLICE':
+    from conftest import write_slice
+    write_slice(Path('$DATA'), Path('$SLICE'), {'train': 96, 'dev': 32, 'test': 32})
+import throughput
+throughput.make_random_bert(Path('$WORK/model-$SIZE'), Path('$TOKENIZER'), '$SIZE')
+PYEOF
+DATA=${SLICE:-$DATA}
 
 echo "== 2. one epoch of a $SIZE BERT over $DATA/train.tsv with bert_model.py's defaults"
-"$PYTHON" -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; import throughput
-throughput.make_random_bert(Path('$WORK/model-$SIZE'), Path('$TOKENIZER'), '$SIZE')"
 "$PYTHON" bert_model.py "$DATA/train.tsv" "$DATA/dev.tsv" "$DATA/test.tsv" "$DATA/emotions.txt" "$WORK/saved" \
   --transformer-model "$WORK/model-$SIZE" --epochs 1 $CUDA --metrics-file "$RES/epoch_metrics.json" \
   "${EPOCH_ARGS[@]}"

@@ -40,6 +40,7 @@ CONTENDERS = {
     "b": "Trainer, default TrainingArguments",
     "c": "Trainer, bf16 + group_by_length",
     "d": "bert_model.py (its defaults)",
+    "e": "d + fused AdamW on CPU (proposed)",
 }
 LEARNING_RATE = 5e-5  # the same for everyone (bert_model.py's and Trainer's default)
 
@@ -103,6 +104,36 @@ def read_sample(sample: Path) -> tuple[list[str], list[list[float]], int]:
     return texts, ys, len(labels)
 
 
+def full_epoch_padding(data_dir: Path, tokenizer_dir: Path, batch_size: int, max_length: int, seed: int = 0) -> dict:
+    """Share of padding each contender's batching gives over one epoch of the whole real train set.
+
+    The trials use a small sample, on which Trainer's group_by_length groups less than on the full set
+    (its mega-batches are min(n // (4 x batch), 50) batches); this is what a real epoch gets.
+    """
+    import torch
+    from transformers import AutoTokenizer
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    sys.path.insert(0, str(ROOT))
+    import bert_model
+
+    with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
+        texts = [row[0] for row in csv.reader(f, delimiter="\t")]
+    lengths = [len(x) for x in AutoTokenizer.from_pretrained(tokenizer_dir)(
+        texts, truncation=True, max_length=max_length)["input_ids"]]
+    g = torch.Generator().manual_seed(seed)
+    random_order = torch.randperm(len(lengths), generator=g).tolist()
+    orders = {
+        "random (a, b)": [random_order[i:i + batch_size] for i in range(0, len(lengths), batch_size)],
+        "group_by_length (c)": [x for x in [get_length_grouped_indices(lengths, batch_size, generator=g)]
+                                for x in [x[i:i + batch_size] for i in range(0, len(x), batch_size)]],
+        "length_grouped_batches (d)": bert_model.length_grouped_batches(lengths, batch_size, seed),
+    }
+    real = sum(lengths)
+    return {name: 1 - real / sum(len(b) * max(lengths[i] for i in b) for b in batches)
+            for name, batches in orders.items()}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -110,8 +141,8 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------- the contenders
 
 
-def run_original(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str) -> dict:
-    """(a) The original HEC example's loop, re-implemented faithfully."""
+def run_original(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str, warmup: int) -> dict:
+    """(a) The original HEC example's loop, re-implemented faithfully; the last of warmup + 1 epochs is timed."""
     import torch
     from torch.utils.data import DataLoader, Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -140,24 +171,30 @@ def run_original(model_dir: Path, sample: Path, batch_size: int, max_length: int
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
     avg_loss = 0
-    t0 = time.perf_counter()
-    for enc, y in loader:
-        enc, y = enc.to(device), y.to(device)
-        optimizer.zero_grad()
-        outputs = model(**enc)
-        loss = loss_fn(outputs.logits, y)
-        loss.backward()
-        optimizer.step()
-        avg_loss += loss  # as the original: keeps every step's graph alive
+    for epoch in range(warmup + 1):
+        if epoch == warmup:  # the timed epoch
+            if device == "cuda":
+                torch.cuda.synchronize()
+            shapes.clear()
+            t0 = time.perf_counter()
+        for enc, y in loader:
+            enc, y = enc.to(device), y.to(device)
+            optimizer.zero_grad()
+            outputs = model(**enc)
+            loss = loss_fn(outputs.logits, y)
+            loss.backward()
+            optimizer.step()
+            avg_loss += loss  # as the original: keeps every step's graph alive
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    return {"time_s": elapsed, "shapes": shapes, "train_loss": float(avg_loss) / len(loader),
+    return {"time_s": elapsed, "shapes": shapes, "train_loss": float(avg_loss) / len(loader) / (warmup + 1),
             "peak_rss_mb": peak_rss_mb(), **gpu_peak(device)}
 
 
-def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str, best: bool) -> dict:
-    """(b) Trainer with default TrainingArguments; (c) with bf16 and group_by_length."""
+def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str, best: bool,
+                warmup: int) -> dict:
+    """(b) Trainer with default TrainingArguments; (c) with bf16 and group_by_length. The last epoch is timed."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -174,7 +211,7 @@ def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int,
         model_dir, num_labels=num_labels, problem_type="multi_label_classification")
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     train = [{**{k: enc[k][i] for k in enc}, "labels": ys[i]} for i in range(len(texts))]
-    shapes, clock = [], {}
+    shapes, clock = [], {"epochs": 0}
 
     class RecordingCollator(DataCollatorWithPadding):  # the default collator, noting each batch's shape
         def __call__(self, features):
@@ -183,17 +220,23 @@ def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int,
             return batch
 
     class Clock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            clock["t0"] = time.perf_counter()
+        def on_epoch_begin(self, args, state, control, **kw):
+            clock["epochs"] += 1
+            if clock["epochs"] == warmup + 1:  # the timed epoch
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                shapes.clear()
+                clock["t0"] = time.perf_counter()
 
-        def on_train_end(self, args, state, control, **kw):
+        def on_epoch_end(self, args, state, control, **kw):
             if device == "cuda":
                 torch.cuda.synchronize()
             clock["t1"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
         flags = {"bf16": True, "train_sampling_strategy": "group_by_length"} if best else {}
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=1,
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size,
+                                 num_train_epochs=warmup + 1,
                                  learning_rate=LEARNING_RATE, report_to="none", save_strategy="no",
                                  use_cpu=device == "cpu", disable_tqdm=True, **flags)
         trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
@@ -203,8 +246,12 @@ def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int,
             "peak_rss_mb": peak_rss_mb(), **gpu_peak(device)}
 
 
-def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str) -> dict:
-    """(d) bert_model.py's own loop with its defaults: one epoch through bert_model.main."""
+def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: int, device: str, warmup: int) -> dict:
+    """(d) bert_model.py's own loop with its defaults, through bert_model.main; its last epoch's time.
+
+    Peak RSS is read at the first evaluation, i.e. after the first epoch's training, before bert_model.py
+    keeps a copy of the best weights and writes its end-of-epoch checkpoint (the other contenders do neither).
+    """
     import bert_model
 
     rss = {}
@@ -219,7 +266,7 @@ def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: i
     with tempfile.TemporaryDirectory() as out:
         metrics_file = Path(out) / "metrics.json"
         argv = [str(sample / f) for f in ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")]
-        argv += [str(Path(out) / "model"), "--transformer-model", str(model_dir), "--epochs", "1",
+        argv += [str(Path(out) / "model"), "--transformer-model", str(model_dir), "--epochs", str(warmup + 1),
                  "--batch-size", str(batch_size), "--max-length", str(max_length), "--metrics-file", str(metrics_file)]
         rc = bert_model.main(argv + (["--cuda"] if device == "cuda" else []))
         if rc != 0:
@@ -230,9 +277,10 @@ def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: i
     texts, _, _ = read_sample(sample)
     lengths = [len(x) for x in AutoTokenizer.from_pretrained(model_dir)(
         texts, truncation=True, max_length=max_length)["input_ids"]]
-    batches = bert_model.length_grouped_batches(lengths, batch_size, metrics["args"]["seed"])  # epoch 1's order
+    # the timed epoch's order, as bert_model.py draws it (seed + epoch index)
+    batches = bert_model.length_grouped_batches(lengths, batch_size, metrics["args"]["seed"] + warmup)
     shapes = [(len(b), max(lengths[i] for i in b)) for b in batches]
-    h = metrics["history"][0]
+    h = metrics["history"][-1]
     return {"time_s": h["epoch_time_s"], "shapes": shapes, "train_loss": h["train_loss"],
             "peak_rss_mb": rss["train"], **rss["gpu"], "precision": metrics["precision"]}
 
@@ -249,15 +297,26 @@ def worker(args: argparse.Namespace) -> int:
     """One trial in this (fresh) process; the result as JSON on the last line of stdout."""
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     model_dir, sample = Path(args.model_dir), Path(args.sample)
     if args.worker == "a":
-        r = run_original(model_dir, sample, args.batch_size, args.max_length, args.device)
+        r = run_original(model_dir, sample, args.batch_size, args.max_length, args.device, args.warmup_epochs)
     elif args.worker in ("b", "c"):
-        r = run_trainer(model_dir, sample, args.batch_size, args.max_length, args.device, best=args.worker == "c")
+        r = run_trainer(model_dir, sample, args.batch_size, args.max_length, args.device, args.worker == "c",
+                        args.warmup_epochs)
     else:
-        r = run_bert_model(model_dir, sample, args.batch_size, args.max_length, args.device)
+        if args.worker == "e":  # bert_model.py with the change proposed to the lead: fused AdamW on the CPU too
+            adamw = torch.optim.AdamW
+
+            class FusedAdamW(adamw):
+                def __init__(self, params, **kw):
+                    super().__init__(params, **{**kw, "fused": True})
+
+            torch.optim.AdamW = FusedAdamW
+        r = run_bert_model(model_dir, sample, args.batch_size, args.max_length, args.device, args.warmup_epochs)
     texts, _, _ = read_sample(sample)
     from transformers import AutoTokenizer
 
@@ -273,28 +332,31 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def matmul_peak(device: str, n: int, repeats: int = 10) -> dict:
-    """Best GFLOP/s of an n x n x n matmul in fp32 and bf16 (in a fresh process, like the trials)."""
-    code = f"""
-import json, time, torch
-out = {{}}
-for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-    a = torch.randn({n}, {n}, device="{device}", dtype=dtype); b = torch.randn({n}, {n}, device="{device}", dtype=dtype)
-    best = float("inf")
-    for i in range({repeats} + 2):
-        if "{device}" == "cuda": torch.cuda.synchronize()
-        t = time.perf_counter(); a @ b
-        if "{device}" == "cuda": torch.cuda.synchronize()
-        if i >= 2: best = min(best, time.perf_counter() - t)
-    out[name] = 2 * {n}**3 / best / 1e9
-print(json.dumps(out))
-"""
+    """Best GFLOP/s of an n x n x n matmul in fp32 and bf16 (and tf32 on CUDA), in this process."""
+    import torch
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if device == "cuda":
-        code = code.replace('torch.float32), ("bf16"', 'torch.float32), ("tf32", None), ("bf16"').replace(
-            'for name, dtype in', 'torch.backends.cuda.matmul.allow_tf32 = False\nfor name, dtype in')
-        code = code.replace('a = torch.randn', 'torch.backends.cuda.matmul.allow_tf32 = name == "tf32"\n'
-                            '    dtype = dtype or torch.float32\n    a = torch.randn')
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+        dtypes = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
+    out = {}
+    for name, dtype in dtypes.items():
+        if device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        best = float("inf")
+        for i in range(repeats + 2):  # two warm-ups
+            sync()
+            t = time.perf_counter()
+            a @ b
+            sync()
+            if i >= 2:
+                best = min(best, time.perf_counter() - t)
+        out[name] = 2 * n**3 / best / 1e9
+    return out
 
 
 def non_embedding_params(model_dir: Path, num_labels: int) -> tuple[int, int]:
@@ -315,6 +377,8 @@ def run_trial(contender: str, model_dir: Path, sample: Path, args: argparse.Name
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", contender, "--model-dir", str(model_dir),
            "--sample", str(sample), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
            "--device", args.device, "--seed", str(args.seed)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    cmd += ["--warmup-epochs", str(args.warmup_epochs)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
@@ -340,25 +404,28 @@ def summarize(trials: list[dict]) -> dict:
 
 
 def table(name: str, summary: dict, trials: dict, peak: dict | None, params: tuple[int, int]) -> str:
+    """Markdown: one row per contender; ratio columns for d (and e), the median ratio and each round's."""
     gpu = all("peak_gpu_mb" in s for s in summary.values())
-    has_d = "d" in summary
+    leads = [x for x in ("d", "e") if x in summary]
     rows = [f"### {name} ({params[0] / 1e6:.1f}M parameters, {params[1] / 1e6:.1f}M outside the embeddings)", "",
             "| contender | examples/s | real tokens/s | padding | peak RSS MiB |" + (" peak GPU MiB |" if gpu else "")
-            + " time s | train loss | d / this (per round) |",
-            "|---|---|---|---|---|" + ("---|" if gpu else "") + "---|---|---|"]
+            + " time s | train loss |" + "".join(f" {x} / this (per round) |" for x in leads),
+            "|---|---|---|---|---|" + ("---|" if gpu else "") + "---|---|" + "---|" * len(leads)]
     for c, s in summary.items():
-        per_round = [d["examples"] / d["time_s"] / (t["examples"] / t["time_s"])
-                     for d, t in zip(trials["d"], trials[c], strict=True)] if has_d else []
-        ratio = summary["d"]["examples_per_s"] / s["examples_per_s"] if has_d else float("nan")
+        cells = []
+        for x in leads:
+            per_round = [d["examples"] / d["time_s"] / (t["examples"] / t["time_s"])
+                         for d, t in zip(trials[x], trials[c], strict=True)]
+            ratio = summary[x]["examples_per_s"] / s["examples_per_s"]
+            cells.append("1" if c == x else f"**{ratio:.2f}x** ({', '.join(f'{r:.2f}' for r in per_round)})")
         rows.append(f"| {c}: {CONTENDERS[c]} | {s['examples_per_s']:.1f} | {s['real_tokens_per_s']:.0f} | "
                     f"{100 * s['padding_share']:.0f}% | {s['peak_rss_mb']:.0f} | "
                     + (f"{s['peak_gpu_mb']:.0f} | " if gpu else "")
-                    + f"{s['time_s']:.1f} | {s['train_loss']:.4f} | "
-                    + (f"**{ratio:.2f}x** ({', '.join(f'{r:.2f}' for r in per_round)}) |" if c != "d" else "1 |"))
-    if peak and has_d:
-        flops = 6 * params[1] * summary["d"]["real_tokens_per_s"]
-        rows += ["", f"(d) model FLOP/s = 6 x {params[1] / 1e6:.1f}M non-embedding parameters x "
-                 f"{summary['d']['real_tokens_per_s']:.0f} real tokens/s = {flops / 1e9:.1f} GFLOP/s: "
+                    + f"{s['time_s']:.1f} | {s['train_loss']:.4f} | " + " | ".join(cells) + " |")
+    for x in leads if peak else []:
+        flops = 6 * params[1] * summary[x]["real_tokens_per_s"]
+        rows += ["", f"({x}) model FLOP/s = 6 x {params[1] / 1e6:.1f}M non-embedding parameters x "
+                 f"{summary[x]['real_tokens_per_s']:.0f} real tokens/s = {flops / 1e9:.1f} GFLOP/s: "
                  + ", ".join(f"{100 * flops / (v * 1e9):.1f}% of the measured {k} matmul peak ({v:.0f} GFLOP/s)"
                              for k, v in peak.items())]
     return "\n".join(rows)
@@ -378,6 +445,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=50)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--seed", type=int, default=0, help="picks the sample; seeds each trial")
+    p.add_argument("--warmup-epochs", type=int, default=1,
+                   help="untimed epochs over the sample before the timed one (one-time costs: oneDNN kernels "
+                        "for each new shape, optimizer state, allocator)")
+    p.add_argument("--threads", type=int, help="torch threads in each trial (default: torch's, one per core)")
     p.add_argument("--peak-size", type=int, default=2048, help="n of the n^3 matmul that measures the peak")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak (smoke runs)")
     p.add_argument("--json", type=Path, help="also write every trial and summary here")
@@ -400,13 +471,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
                 if x.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     print(f"# throughput.py {time.strftime('%Y-%m-%d %H:%M %Z')}: {cpu}, {os.cpu_count()} cores, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}"
           + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
     print(f"# command: python bench/throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"# batch {args.batch_size}, max length {args.max_length}, {args.rounds} rounds, "
+    print(f"# batch {args.batch_size}, max length {args.max_length}, {args.rounds} rounds, {args.warmup_epochs} "
+          f"untimed warm-up epoch(s) then one timed epoch per trial, "
           f"contenders {args.contenders}, device {args.device}\n", flush=True)
     report = {"models": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -436,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
             peak = {k: max(v, again[k]) for k, v in peak.items()}
             print(f"\nmatmul peak ({args.peak_size}^3, best of two measurements): "
                   + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+        pad = full_epoch_padding(args.data, next(iter(models.values()))[0], args.batch_size, args.max_length)
+        print(f"\npadding over a full epoch of the real train set ({args.data / 'train.tsv'}), batch "
+              f"{args.batch_size}, max length {args.max_length}: "
+              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in pad.items()))
+        report["full_epoch_padding"] = pad
         for m, (path, _) in models.items():
             summary = {c: summarize(trials[m][c]) for c in args.contenders}
             params = non_embedding_params(path, 28)
