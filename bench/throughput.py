@@ -40,7 +40,6 @@ CONTENDERS = {
     "b": "Trainer, default TrainingArguments",
     "c": "Trainer, bf16 + group_by_length",
     "d": "bert_model.py (its defaults)",
-    "e": "d + fused AdamW on CPU (proposed)",
 }
 LEARNING_RATE = 5e-5  # the same for everyone (bert_model.py's and Trainer's default)
 
@@ -308,14 +307,6 @@ def worker(args: argparse.Namespace) -> int:
         r = run_trainer(model_dir, sample, args.batch_size, args.max_length, args.device, args.worker == "c",
                         args.warmup_epochs)
     else:
-        if args.worker == "e":  # bert_model.py with the change proposed to the lead: fused AdamW on the CPU too
-            adamw = torch.optim.AdamW
-
-            class FusedAdamW(adamw):
-                def __init__(self, params, **kw):
-                    super().__init__(params, **{**kw, "fused": True})
-
-            torch.optim.AdamW = FusedAdamW
         r = run_bert_model(model_dir, sample, args.batch_size, args.max_length, args.device, args.warmup_epochs)
     texts, _, _ = read_sample(sample)
     from transformers import AutoTokenizer
@@ -404,9 +395,9 @@ def summarize(trials: list[dict]) -> dict:
 
 
 def table(name: str, summary: dict, trials: dict, peak: dict | None, params: tuple[int, int]) -> str:
-    """Markdown: one row per contender; ratio columns for d (and e), the median ratio and each round's."""
+    """Markdown: one row per contender; the ratio d / contender, of the medians and of each round."""
     gpu = all("peak_gpu_mb" in s for s in summary.values())
-    leads = [x for x in ("d", "e") if x in summary]
+    leads = [x for x in ("d",) if x in summary]
     rows = [f"### {name} ({params[0] / 1e6:.1f}M parameters, {params[1] / 1e6:.1f}M outside the embeddings)", "",
             "| contender | examples/s | real tokens/s | padding | peak RSS MiB |" + (" peak GPU MiB |" if gpu else "")
             + " time s | train loss |" + "".join(f" {x} / this (per round) |" for x in leads),
