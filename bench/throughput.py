@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -233,7 +234,11 @@ def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int,
             clock["t1"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        flags = {"bf16": True, "train_sampling_strategy": "group_by_length"} if best else {}
+        flags = {}
+        if best:  # transformers 5 spells group_by_length=True as train_sampling_strategy="group_by_length"
+            fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+            grouping = "train_sampling_strategy" if "train_sampling_strategy" in fields else "group_by_length"
+            flags = {"bf16": True, grouping: "group_by_length" if grouping != "group_by_length" else True}
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size,
                                  num_train_epochs=warmup + 1,
                                  learning_rate=LEARNING_RATE, report_to="none", save_strategy="no",
