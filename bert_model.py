@@ -576,11 +576,11 @@ def train(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     for epoch in range(start_epoch, args.epochs):
         t_epoch = time.time()
-        # the same order on every rank; each global batch is cut into one slice per rank
-        order = length_grouped_batches(splits["train"]["lengths"], global_batch, args.seed + epoch)
+        # the same order on every rank; each global batch is cut into one slice per rank. Resuming
+        # mid-epoch continues the interrupted epoch's order, saved in the checkpoint.
         first = start_step if epoch == start_epoch else 0
-        if first:
-            order = ck["order"]  # resuming mid-epoch: the interrupted epoch's data order
+        order = ck["order"] if first else length_grouped_batches(splits["train"]["lengths"], global_batch,
+                                                                  args.seed + epoch)
         running = torch.zeros((), device=device)
         epoch_loss = torch.zeros((), device=device)
         n_logged = n_epoch = 0
