@@ -430,6 +430,9 @@ def train(args: argparse.Namespace) -> int:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if args.cuda else "gloo")
     log = print if master else (lambda *a, **k: None)
+    omp = os.environ.get("OMP_NUM_THREADS")
+    log(f"bert_model.py: {torch.get_num_threads()} CPU thread(s) per process "
+        f"({f'OMP_NUM_THREADS={omp}' if omp else 'torch default, OMP_NUM_THREADS unset'}), {world} process(es)")
 
     # -- precision: bf16 autocast where supported, fp16 with a grad scaler on older GPUs
     precision = args.precision
