@@ -25,6 +25,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +239,7 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as e:  # truncated zip, pickle error, wrong file: never a silent fresh start
         raise UserError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}); move it away to start afresh") from None
-    if not isinstance(state, dict) or state.get("format") != "goemotions-checkpoint-1":
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a bert_model.py checkpoint")
     return state
 
@@ -395,19 +397,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# These must match between a checkpoint and the run that resumes it.
-RESUME_KEYS = ("transformer_model", "learning_rate", "head_learning_rate", "init_bias_from_prior", "batch_size",
-               "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy", "precision",
-               "max_train_examples", "train")
-
-
 # ----------------------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return train(args)
+        return fine_tune(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -416,12 +412,84 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def train(args: argparse.Namespace) -> int:
+def fine_tune(args: argparse.Namespace) -> int:
+    """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
     t_start = time.time()
-    # -- distributed: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain run is rank 0 of 1
+    env = setup(args)
+    save_fp, ckpt_path = check_output_folder(args.save_fp)
+    labels, splits = read_splits(args)
+    seed_everything(args.seed)
+    model, tokenizer = load_model_and_tokenizer(args.transformer_model, labels)
+    model.to(env.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokenize_splits(splits, tokenizer, args.max_length)
+    env.log(f"{len(labels)} labels ({args.taxonomy}); train {len(splits['train']['ids'])}, "
+            f"dev {len(splits['dev']['ids'])}, test {len(splits['test']['ids'])} examples; model "
+            f"{args.transformer_model}; device {env.device}, {env.precision}; {env.world} process(es) x batch "
+            f"{args.batch_size}")
+
+    state = training_state(args, env, model, splits["train"]["y"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model  # DDP: this line
+    if args.resume and ckpt_path.exists():
+        resume(state, ckpt_path, args, env)
+        steps_per_epoch = math.ceil(len(splits["train"]["ids"]) / (args.batch_size * env.world))
+        env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of {steps_per_epoch}")
+    stopper = Stopper(env, args.checkpoint_minutes, ckpt_path, save_fp.with_name(save_fp.name + ".requeue"))
+    if env.master:
+        for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+    stopped = fit(args, env, state, net, splits, labels, pad_id, stopper)
+    if stopped:
+        return stopper.requeue(stopped)
+
+    # -- test: the best epoch's weights, at threshold 0.3 and with dev-tuned per-label thresholds
+    model.load_state_dict(state["best"]["state"])
+    test_probs = evaluate(net, splits["test"]["input_ids"], splits["test"]["lengths"],
+                          args.eval_batch_size, pad_id, env.device, env.amp_dtype, env.rank, env.world)
+    if env.world > 1:
+        dist.destroy_process_group()
+    if not env.master:
+        return 0
+    metrics = final_metrics(args, env, labels, splits, state, test_probs)
+    print(metrics_table(metrics["test"], metrics["test_tuned"], labels, args.taxonomy))
+    t_save = time.time()
+    write_outputs(args, metrics, splits["test"], test_probs, model, tokenizer, save_fp)
+    ckpt_path.unlink(missing_ok=True)
+    env.log(f"time to save: {time.time() - t_save:.1f} s -> {save_fp}")
+    env.log(f"peak RSS {metrics['peak_rss_mb']:.0f} MiB"
+            + (f", peak GPU memory {metrics['peak_gpu_mb']:.0f} MiB" if metrics["peak_gpu_mb"] else ""))
+    env.log(f"total time {time.time() - t_start:.1f} s; best epoch {state['best']['epoch']} "
+            f"(dev macro F1 {state['best']['f1']:.4f})")
+    env.log(f"Test macro F1 {metrics['test']['macro']['f1']:.4f} at threshold {args.threshold} "
+            f"(dev-tuned thresholds: {metrics['test_tuned']['macro']['f1']:.4f}; "
+            f"paper {PAPER_MACRO_F1[args.taxonomy]:.2f})")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- setting up
+
+
+@dataclass
+class Env:
+    """Where this process runs: its rank among `world` (torchrun), device, precision, and its logger."""
+
+    rank: int
+    world: int
+    device: torch.device
+    precision: str
+    amp_dtype: torch.dtype | None
+    log: Callable[..., None]
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def setup(args: argparse.Namespace) -> Env:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK (a plain run is rank 0 of 1); pick device and precision."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    master = rank == 0
     if args.cuda and not torch.cuda.is_available():
         raise UserError("--cuda given but PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
     device = torch.device(f"cuda:{local_rank}" if args.cuda else "cpu")
@@ -429,12 +497,12 @@ def train(args: argparse.Namespace) -> int:
         if args.cuda:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if args.cuda else "gloo")
-    log = print if master else (lambda *a, **k: None)
+    log = print if rank == 0 else (lambda *a, **k: None)
     omp = os.environ.get("OMP_NUM_THREADS")
     log(f"bert_model.py: {torch.get_num_threads()} CPU thread(s) per process "
         f"({f'OMP_NUM_THREADS={omp}' if omp else 'torch default, OMP_NUM_THREADS unset'}), {world} process(es)")
 
-    # -- precision: bf16 autocast where supported, fp16 with a grad scaler on older GPUs
+    # bf16 autocast where the hardware has it; fp16 with a grad scaler on older GPUs
     precision = args.precision
     if precision == "auto":
         if args.cuda:
@@ -443,43 +511,52 @@ def train(args: argparse.Namespace) -> int:
             precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return Env(rank, world, device, precision, amp_dtype, log)
 
-    # -- data: read, validate, map the taxonomy, tokenize once
-    save_fp = Path(args.save_fp)
+
+def check_output_folder(save_fp_arg: str) -> tuple[Path, Path]:
+    """SAVE_FP will be replaced at the end: refuse anything but an empty or a model folder. The checkpoint."""
+    save_fp = Path(save_fp_arg)
     replaceable = save_fp.is_dir() and (not any(save_fp.iterdir()) or (save_fp / "config.json").exists())
     if save_fp.exists() and not replaceable:
         raise UserError(f"{save_fp}: exists and is not a model folder (it would be replaced); choose another SAVE_FP")
     save_fp.parent.mkdir(parents=True, exist_ok=True)
-    ckpt_path = save_fp.with_name(save_fp.name + ".checkpoint.pt")
+    return save_fp, save_fp.with_name(save_fp.name + ".checkpoint.pt")
+
+
+def read_splits(args: argparse.Namespace) -> tuple[list[str], dict[str, dict]]:
+    """Read and check the three splits, mapped to the taxonomy: {split: {texts, ids, y}}."""
     original_labels = read_labels(args.labels)
     labels, mapping = taxonomy_mapping(original_labels, args.taxonomy, args.labels)
     splits = {}
     for split in ("train", "dev", "test"):
         texts, label_ids, ids = read_tsv(getattr(args, split), len(original_labels))
         if split == "train" and args.max_train_examples:
-            texts, label_ids, ids = texts[:args.max_train_examples], label_ids[:args.max_train_examples], \
-                ids[:args.max_train_examples]
+            n = args.max_train_examples
+            texts, label_ids, ids = texts[:n], label_ids[:n], ids[:n]
         splits[split] = {"texts": texts, "ids": ids, "y": multi_hot(label_ids, len(labels), mapping)}
+    return labels, splits
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    model, tokenizer = load_model_and_tokenizer(args.transformer_model, labels)
-    model.to(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def tokenize_splits(splits: dict[str, dict], tokenizer, max_length: int) -> None:
+    """Tokenize once, up front; batches are padded later to their own longest text."""
     for s in splits.values():
-        s["input_ids"] = tokenizer(s["texts"], truncation=True, max_length=args.max_length)["input_ids"]
+        s["input_ids"] = tokenizer(s["texts"], truncation=True, max_length=max_length)["input_ids"]
         s["lengths"] = [len(x) for x in s["input_ids"]]
-    train_ids, train_y = splits["train"]["input_ids"], torch.from_numpy(splits["train"]["y"])
-    log(f"{len(labels)} labels ({args.taxonomy}); train {len(train_ids)}, dev {len(splits['dev']['ids'])}, "
-        f"test {len(splits['test']['ids'])} examples; model {args.transformer_model}; device {device}, "
-        f"{precision}; {world} process(es) x batch {args.batch_size}")
 
-    # -- optimizer and schedule: AdamW (no decay on biases and LayerNorm), linear warmup then decay
+
+def training_state(args: argparse.Namespace, env: Env, model, train_y: np.ndarray) -> dict:
+    """Everything a checkpoint holds: the model, AdamW, its schedule, the loss scaler, and where we are."""
     from transformers import get_linear_schedule_with_warmup
 
-    # The new head (classifier, and the pooler feeding it) may learn faster than the pretrained encoder.
+    # AdamW, no decay on biases and LayerNorm; the new head (classifier, and the pooler feeding it) may
+    # learn faster than the pretrained encoder (--head-learning-rate).
     head_lr = args.head_learning_rate or args.learning_rate
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
@@ -490,112 +567,137 @@ def train(args: argparse.Namespace) -> int:
                                    for (decay, head), ps in groups.items()],
                                   lr=args.learning_rate, fused=True)  # one kernel, on CPUs as on GPUs
     if args.init_bias_from_prior:  # start the head at the label frequencies, not at p = 0.5 for everything
-        prior = train_y.mean(0).clamp(1e-4, 1 - 1e-4)
+        prior = torch.from_numpy(train_y).mean(0).clamp(1e-4, 1 - 1e-4)
         last = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier  # RoBERTa
         with torch.no_grad():
             last.bias.copy_(torch.log(prior / (1 - prior)))
-    global_batch = args.batch_size * world
-    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
-    total_steps = steps_per_epoch * args.epochs
+    total_steps = math.ceil(len(train_y) / (args.batch_size * env.world)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler,
+            "scaler": torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16"),
+            "epoch": 0, "step": 0, "order": [],  # the next step to take; `order`: this epoch's batches
+            "history": [], "loss_curve": [],
+            "best": {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None}}
 
-    # -- resume
-    start_epoch, start_step, best = 0, 0, {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None}
-    history, loss_curve = [], []
-    if args.resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        for key in RESUME_KEYS:
-            if ck["args"].get(key) != getattr(args, key):
-                raise UserError(f"{ckpt_path}: written with --{key.replace('_', '-')} {ck['args'].get(key)}, "
-                                f"this run has {getattr(args, key)}; use the same settings or move it away")
-        if ck["world"] != world:
-            raise UserError(f"{ckpt_path}: written by {ck['world']} process(es), this run has {world}")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["rng"][rank]["torch"])
-        if args.cuda and ck["rng"][rank]["cuda"] is not None:
-            torch.cuda.set_rng_state(ck["rng"][rank]["cuda"], device)
-        start_epoch, start_step, history, loss_curve = ck["epoch"], ck["step"], ck["history"], ck["loss_curve"]
-        best = ck["best"]
-        log(f"resumed from {ckpt_path}: epoch {start_epoch + 1}, step {start_step} of {steps_per_epoch}")
 
-    last_checkpoint = [time.time()]
+# These must match between a checkpoint and the run that resumes it.
+RESUME_KEYS = ("transformer_model", "learning_rate", "head_learning_rate", "init_bias_from_prior", "batch_size",
+               "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy", "precision",
+               "max_train_examples", "train")
+CHECKPOINT_FORMAT = "goemotions-checkpoint-1"
+STATEFUL = ("model", "optimizer", "scheduler", "scaler")  # saved as their state_dict()
+SAVED = ("epoch", "step", "order", "history", "loss_curve", "best")
 
-    def checkpoint(epoch: int, step: int, order: list[list[int]]) -> None:
-        last_checkpoint[0] = time.time()
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if args.cuda else None}
-        rngs = [None] * world
-        if world > 1:
-            dist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
-        if master:
-            save_checkpoint(ckpt_path, {
-                "format": "goemotions-checkpoint-1", "args": vars(args), "world": world,
-                "epoch": epoch, "step": step, "order": order, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rngs, "best": best, "history": history,
-                "loss_curve": loss_curve})
 
-    # -- signals: finish the step, checkpoint, exit 99 (Grid Engine: -notify / s_rt send SIGUSR1/2)
-    stop = {"signal": None}
+def save_state(path: Path, state: dict, args: argparse.Namespace, env: Env) -> None:
+    """A checkpoint is the state dict, plus every rank's random number generators."""
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(env.device) if args.cuda else None}
+    rngs = [rng]
+    if env.world > 1:
+        rngs = [None] * env.world
+        dist.all_gather_object(rngs, rng)
+    if env.master:
+        save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "args": vars(args), "world": env.world, "rng": rngs,
+                               **{k: state[k].state_dict() for k in STATEFUL}, **{k: state[k] for k in SAVED}})
 
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
 
-    for s in STOP_SIGNALS:
-        signal.signal(s, on_signal)
-    requeue_marker = save_fp.with_name(save_fp.name + ".requeue")
-    if master:
-        requeue_marker.unlink(missing_ok=True)
-        for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
+    """Load a checkpoint into the state, refusing one written with other settings."""
+    ck = load_checkpoint(path)
+    for key in RESUME_KEYS:
+        if ck["args"].get(key) != getattr(args, key):
+            raise UserError(f"{path}: written with --{key.replace('_', '-')} {ck['args'].get(key)}, "
+                            f"this run has {getattr(args, key)}; use the same settings or move it away")
+    if ck["world"] != env.world:
+        raise UserError(f"{path}: written by {ck['world']} process(es), this run has {env.world}")
+    for k in STATEFUL:
+        state[k].load_state_dict(ck[k])
+    state.update({k: ck[k] for k in SAVED})
+    torch.set_rng_state(ck["rng"][env.rank]["torch"])
+    if args.cuda and ck["rng"][env.rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(ck["rng"][env.rank]["cuda"], env.device)
 
-    def should_stop() -> tuple[bool, bool]:
+
+class Stopper:
+    """Grid Engine's warnings (-notify, s_rt: SIGUSR1/SIGUSR2) and SIGTERM mean: finish the step, write a
+    checkpoint, exit 99 (Grid Engine requeues). Also says when a timed checkpoint is due."""
+
+    def __init__(self, env: Env, minutes: float, ckpt_path: Path, marker: Path):
+        self.env, self.minutes, self.ckpt_path, self.marker = env, minutes, ckpt_path, marker
+        self.last_checkpoint = time.time()
+        self.signal: str | None = None
+        for s in STOP_SIGNALS:
+            signal.signal(s, self.on_signal)
+        if env.master:
+            marker.unlink(missing_ok=True)
+
+    def on_signal(self, signum: int, frame) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def check(self) -> tuple[bool, bool]:
         """(has a stop signal arrived, is a timed checkpoint due), agreed by all ranks."""
-        flags = [stop["signal"] is not None, time.time() - last_checkpoint[0] > 60 * args.checkpoint_minutes]
-        if world > 1:
-            t = torch.tensor(flags, dtype=torch.float32, device=device)
+        flags = [self.signal is not None, time.time() - self.last_checkpoint > 60 * self.minutes]
+        if self.env.world > 1:
+            t = torch.tensor(flags, dtype=torch.float32, device=self.env.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             flags = [bool(x) for x in t.tolist()]
         return flags[0], flags[1]
 
-    def requeue(where: str) -> int:
+    def requeue(self, where: str) -> int:
         """After the checkpoint: say so, leave a marker (torchrun hides our exit code), exit 99."""
-        if master:
-            requeue_marker.write_text(f"{stop['signal']} {where}\n", encoding="utf-8")
-        log(f"{stop['signal'] or 'stop signal'}: checkpoint written to {ckpt_path} {where}; "
-            f"rerun with --resume (exit {EXIT_REQUEUE}; marker {requeue_marker})")
-        if world > 1:
+        if self.env.master:
+            self.marker.write_text(f"{self.signal} {where}\n", encoding="utf-8")
+        self.env.log(f"{self.signal or 'stop signal'}: checkpoint written to {self.ckpt_path} {where}; "
+                     f"rerun with --resume (exit {EXIT_REQUEUE}; marker {self.marker})")
+        if self.env.world > 1:
             dist.destroy_process_group()
         return EXIT_REQUEUE
 
-    # -- the training loop
+
+# ------------------------------------------------------------------------------------ the loop
+
+
+def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, splits: dict[str, dict],
+        labels: list[str], pad_id: int, stopper: Stopper) -> str | None:
+    """Train epoch by epoch from where `state` is; dev macro F1 after each epoch keeps the best weights.
+
+    Returns None when done, or where it stopped on a signal (after writing the checkpoint).
+    """
+    model, optimizer, scheduler, scaler = (state[k] for k in STATEFUL)
+    train_ids, train_y = splits["train"]["input_ids"], torch.from_numpy(splits["train"]["y"])
+    rank, world, device = env.rank, env.world, env.device
+    global_batch = args.batch_size * world
+    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def checkpoint(epoch: int, step: int) -> None:
+        state["epoch"], state["step"] = epoch, step
+        stopper.last_checkpoint = time.time()
+        save_state(stopper.ckpt_path, state, args, env)
+
     model.train()
     tty = sys.stderr.isatty()
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(state["epoch"], args.epochs):
         t_epoch = time.time()
-        # the same order on every rank; each global batch is cut into one slice per rank. Resuming
+        # The same order on every rank; each global batch is cut into one slice per rank. Resuming
         # mid-epoch continues the interrupted epoch's order, saved in the checkpoint.
-        first = start_step if epoch == start_epoch else 0
-        order = ck["order"] if first else length_grouped_batches(splits["train"]["lengths"], global_batch,
-                                                                  args.seed + epoch)
+        first = state["step"]
+        if not first:
+            state["order"] = length_grouped_batches(splits["train"]["lengths"], global_batch, args.seed + epoch)
         running = torch.zeros((), device=device)
         epoch_loss = torch.zeros((), device=device)
         n_logged = n_epoch = 0
-        with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not master,
+        with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not env.master,
                   mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
             for step in range(first, steps_per_epoch):
-                idx = order[step][rank * args.batch_size:(rank + 1) * args.batch_size] or order[step][:1]
+                batch = state["order"][step]
+                idx = batch[rank * args.batch_size:(rank + 1) * args.batch_size] or batch[:1]
                 ids, mask = collate(train_ids, idx, pad_id)
                 ids, mask, y = (t.pin_memory() if args.cuda else t for t in (ids, mask, train_y[idx]))
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    logits = ddp_model(input_ids=ids.to(device, non_blocking=True),
-                                       attention_mask=mask.to(device, non_blocking=True)).logits
+                with torch.autocast(device.type, dtype=env.amp_dtype or torch.float32,
+                                    enabled=env.amp_dtype is not None):
+                    logits = net(input_ids=ids.to(device, non_blocking=True),
+                                attention_mask=mask.to(device, non_blocking=True)).logits
                 loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -618,50 +720,52 @@ def train(args: argparse.Namespace) -> int:
                     if not math.isfinite(avg):
                         raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
-                    loss_curve.append([epoch * steps_per_epoch + done, avg])
-                    if done % args.log_every == 0 and master:
+                    state["loss_curve"].append([epoch * steps_per_epoch + done, avg])
+                    if done % args.log_every == 0 and env.master:
                         tqdm.write(f"epoch {epoch + 1} batch {done}/{steps_per_epoch} loss {avg:.4f} "
                                    f"lr {scheduler.get_last_lr()[0]:.2e}")
                     running.zero_()
                     n_logged = 0
-                stopping, timely = should_stop() if world == 1 or done % 10 == 0 else (False, False)  # DDP: every 10
+                # under DDP the ranks agree every 10 steps (one all_reduce), alone after every step
+                stopping, timely = stopper.check() if world == 1 or done % 10 == 0 else (False, False)
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
                 if done < steps_per_epoch and (stopping or periodic or timely):
                     if not math.isfinite(float(epoch_loss)):
                         raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
-                    checkpoint(epoch, done, order)
+                    checkpoint(epoch, done)
                     if stopping:
-                        return requeue(f"at epoch {epoch + 1} step {done}")
+                        return f"at epoch {epoch + 1} step {done}"
 
-        # -- end of epoch: dev macro F1, keep the best weights
+        # -- end of epoch: dev macro F1, keep the best weights, checkpoint
         if world > 1:
             dist.all_reduce(epoch_loss)
         train_loss = epoch_loss.item() / max(n_epoch, 1) / world
         epoch_time = time.time() - t_epoch
-        dev_probs = evaluate(ddp_model, splits["dev"]["input_ids"], splits["dev"]["lengths"],
-                             args.eval_batch_size, pad_id, device, amp_dtype, rank, world)
+        dev_probs = evaluate(net, splits["dev"]["input_ids"], splits["dev"]["lengths"],
+                             args.eval_batch_size, pad_id, device, env.amp_dtype, rank, world)
         dev_f1 = compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
-                        "epoch_time_s": epoch_time, "steps": n_epoch})
-        log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, "
-            f"time {epoch_time:.1f} s ({n_epoch * global_batch / epoch_time:.1f} examples/s)")
-        if dev_f1 > best["f1"]:
-            best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
-                    "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-        checkpoint(epoch + 1, 0, [])
-        if should_stop()[0] and epoch + 1 < args.epochs:
-            return requeue(f"after epoch {epoch + 1}")
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
+                                 "epoch_time_s": epoch_time, "steps": n_epoch})
+        env.log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, "
+                f"time {epoch_time:.1f} s ({n_epoch * global_batch / epoch_time:.1f} examples/s)")
+        if dev_f1 > state["best"]["f1"]:
+            state["best"] = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
+                             "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+        state["order"] = []
+        checkpoint(epoch + 1, 0)
+        if stopper.check()[0] and epoch + 1 < args.epochs:
+            return f"after epoch {epoch + 1}"
+    return None
 
-    # -- test: the best epoch's weights, threshold 0.3 and dev-tuned per-label thresholds
-    model.load_state_dict(best["state"])
-    test_probs = evaluate(ddp_model, splits["test"]["input_ids"], splits["test"]["lengths"],
-                          args.eval_batch_size, pad_id, device, amp_dtype, rank, world)
-    if world > 1:
-        dist.destroy_process_group()
-    if not master:
-        return 0
-    dev_probs, dev_y, test_y = best["dev_probs"].numpy(), splits["dev"]["y"], splits["test"]["y"]
+
+# ------------------------------------------------------------------------------- test and report
+
+
+def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits: dict[str, dict], state: dict,
+                  test_probs: np.ndarray) -> dict:
+    """Dev and test, at --threshold and at per-label thresholds tuned on dev; what metrics.json holds."""
+    dev_probs, dev_y, test_y = state["best"]["dev_probs"].numpy(), splits["dev"]["y"], splits["test"]["y"]
     tuned = tune_thresholds(dev_y, dev_probs, args.threshold)
     results = {
         "dev": compute_metrics(dev_y, dev_probs, args.threshold, labels),
@@ -669,40 +773,34 @@ def train(args: argparse.Namespace) -> int:
         "dev_tuned": compute_metrics(dev_y, dev_probs, tuned, labels),
         "test_tuned": compute_metrics(test_y, test_probs, tuned, labels),
     }
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if args.cuda else None
-    metrics = {
+    return {
         "labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
-        "thresholds": dict(zip(labels, map(float, tuned), strict=True)), "best_epoch": best["epoch"],
+        "thresholds": dict(zip(labels, map(float, tuned), strict=True)), "best_epoch": state["best"]["epoch"],
         **results, "paper_macro_f1": PAPER_MACRO_F1[args.taxonomy],
         "paper_f1": PAPER_F1 if args.taxonomy == "original" else None,
-        "history": history, "loss_curve": loss_curve, "precision": precision, "world_size": world,
-        "peak_rss_mb": peak_rss_mb, "peak_gpu_mb": peak_gpu_mb, "args": vars(args),
+        "history": state["history"], "loss_curve": state["loss_curve"], "precision": env.precision,
+        "world_size": env.world, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(env.device) / 2**20 if args.cuda else None,
+        "args": vars(args),
     }
 
-    print(metrics_table(results["test"], results["test_tuned"], labels, args.taxonomy))
-    t_save = time.time()
+
+def write_outputs(args: argparse.Namespace, metrics: dict, test: dict, test_probs: np.ndarray, model, tokenizer,
+                  save_fp: Path) -> None:
+    """metrics.json, predictions.tsv, the plot, and last the model folder (each written atomically)."""
+    labels = metrics["labels"]
     if args.metrics_file:
         atomic_write_text(Path(args.metrics_file), json.dumps(metrics, indent=1))
     if args.predictions_file:
-        write_predictions(Path(args.predictions_file), splits["test"]["ids"], test_y, test_probs,
-                          args.threshold, labels)
+        write_predictions(Path(args.predictions_file), test["ids"], test["y"], test_probs, args.threshold, labels)
     plot_file = args.plot_file or (str(Path(args.metrics_file).with_suffix(".png")) if args.metrics_file else None)
     if plot_file:
-        plot(Path(plot_file), results["test"], labels, args.taxonomy, loss_curve)
+        plot(Path(plot_file), metrics["test"], labels, args.taxonomy, metrics["loss_curve"])
     info = {"labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
             "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
-            "metrics": {k: {a: results[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
-                        for k in results} | {"best_epoch": best["epoch"]}}
+            "metrics": {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
+                        for k in ("dev", "test", "dev_tuned", "test_tuned")} | {"best_epoch": metrics["best_epoch"]}}
     save_model(model, tokenizer, save_fp, info)
-    ckpt_path.unlink(missing_ok=True)
-    log(f"time to save: {time.time() - t_save:.1f} s -> {save_fp}")
-    log(f"peak RSS {peak_rss_mb:.0f} MiB" + (f", peak GPU memory {peak_gpu_mb:.0f} MiB" if peak_gpu_mb else ""))
-    log(f"total time {time.time() - t_start:.1f} s; best epoch {best['epoch']} (dev macro F1 {best['f1']:.4f})")
-    log(f"Test macro F1 {results['test']['macro']['f1']:.4f} at threshold {args.threshold} "
-        f"(dev-tuned thresholds: {results['test_tuned']['macro']['f1']:.4f}; "
-        f"paper {PAPER_MACRO_F1[args.taxonomy]:.2f})")
-    return 0
 
 
 if __name__ == "__main__":
