@@ -69,3 +69,53 @@ def test_bench_scripts_refuse_bad_input_in_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "goemotions.json" in r.stderr
     r = subprocess.run(["bash", "bench/gpu_check.sh", "--bogus"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option" in r.stderr
+
+
+def test_time_to_accuracy_smoke_measures_both_runners(tiny_bert, small_data, tmp_path):
+    """bench/time_to_accuracy.py end to end: one bert_model.py candidate, one Trainer peer, 1 thread."""
+    out, report = tmp_path / "runs", tmp_path / "tta.json"
+    r = run_script("bench/time_to_accuracy.py", "--model", tiny_bert, "--data", small_data, "--threads", "1",
+                   "--max-train-examples", "64", "--candidates", "recipe-1ep,trainer-1ep", "--out", out,
+                   "--json", report, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    summary = json.loads(report.read_text())
+    assert summary["machine"]["threads"] == 1 and summary["machine"]["nproc"] >= 1 and summary["started"]
+    results = {x["name"]: x for x in summary["results"]}
+    assert list(results) == ["recipe-1ep", "trainer-1ep"]
+    for name, runner in (("recipe-1ep", "bert_model"), ("trainer-1ep", "trainer")):
+        x = results[name]
+        assert x["ok"] and x["rc"] == 0 and x["runner"] == runner and x["wall_s"] > 0 and x["train_s"] > 0
+        assert x["train_examples"] == 64 and x["epochs"] == 1
+        # the F1 values come from the metrics file the candidate wrote, and its model folder is there
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert x["test_f1"] == metrics["test"]["macro"]["f1"] and x["dev_f1"] == metrics["dev"]["macro"]["f1"]
+        assert 0 <= x["test_f1"] <= 1 and 0 <= x["dev_f1"] <= 1
+        assert (out / name / "model" / "config.json").exists() and (out / name / "model" / "model.safetensors").exists()
+        # the exact command, with the candidate's options and the smoke cap
+        assert x["command"][1] == ("bert_model.py" if runner == "bert_model" else "bench/time_to_accuracy.py")
+        assert x["command"][-2:] == ["--max-train-examples", "64"] and "OMP_NUM_THREADS=1" in x["shell"]
+    assert "--head-learning-rate" in results["recipe-1ep"]["command"]
+    flags = json.loads((out / "trainer-1ep" / "metrics.json").read_text())["flags"]
+    assert flags.get("train_sampling_strategy") == "group_by_length" or flags.get("group_by_length") is True
+    assert set(summary["front"]) <= set(results) and summary["front"]
+    assert summary["peer_ratios"][0]["peer"] == "trainer-1ep"
+    assert "| recipe-1ep | bert_model |" in r.stdout and "| trainer-1ep | trainer |" in r.stdout
+    assert "Front (not beaten" in r.stdout and "Trainer peer trainer-1ep:" in r.stdout
+
+
+def test_time_to_accuracy_front_ratio_and_train_cap():
+    from bench import time_to_accuracy as tta
+
+    def res(name, runner, wall, f1):
+        return {"name": name, "runner": runner, "ok": True, "wall_s": wall, "test_f1": f1}
+
+    results = [res("a", "bert_model", 100, 0.47), res("b", "bert_model", 200, 0.46), res("c", "bert_model", 250, 0.51),
+               res("t", "trainer", 300, 0.465), {"name": "x", "runner": "bert_model", "ok": False, "wall_s": 1}]
+    assert [r["name"] for r in tta.front(results)] == ["a", "c"]  # b is slower and worse than a; t than c
+    (ratio,) = tta.peer_ratios(results)
+    assert ratio["fastest_reaching"] == "a" and ratio["ratio"] == 3.0
+    cap = tta.with_train_cap
+    assert cap(["--epochs", "1", "--max-train-examples", "21705", "--seed", "1"], 64) == \
+        ["--epochs", "1", "--seed", "1", "--max-train-examples", "64"]
+    assert cap(["--max-train-examples", "10"], 64)[-1] == "10" and cap(["--epochs", "1"], None) == ["--epochs", "1"]
+    assert set(tta.DEFAULT_CANDIDATES) <= set(tta.CANDIDATES)
