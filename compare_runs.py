@@ -1,0 +1,692 @@
+"""Put the runs of bert_model.py side by side: one table, seeds averaged, the paper's Table 4 beside it.
+
+    python compare_runs.py runs/                      every metrics.json / *.metrics.json under runs/
+    python compare_runs.py runs/ --format markdown --output results.md --plot f1.png
+    python compare_runs.py runs/ --compare "bert-base-uncased" "bert-base-uncased lr=3e-05"
+    python compare_runs.py runs/ --compare 1f3a09c2 runs/seed1/metrics.json --seed 7
+
+Runs that differ only in their seed (and in bookkeeping: paths, logging, checkpointing, eval batch
+size) form a group. For each group: the number of runs, per-label test F1 as mean ± std over the
+runs, macro and micro F1 at the run's threshold (0.3) and with the per-label thresholds tuned on
+dev, best epoch, time per epoch and peak memory; the paper's Table 4 beside it.
+
+--compare A B: the difference in test macro F1 between two groups (or single runs), with a 95%
+confidence interval and a p-value from a paired bootstrap over the test examples, recomputed from
+the runs' predictions.tsv files. See docs/experiments.md for the grouping rule and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# The paper's Table 4 (BERT-base, test set, threshold 0.3): F1 per emotion, and macro F1 per taxonomy.
+# Copied from bert_model.py: the scripts share file formats, not code.
+PAPER_F1 = {
+    "admiration": 0.65, "amusement": 0.80, "anger": 0.47, "annoyance": 0.34, "approval": 0.36,
+    "caring": 0.39, "confusion": 0.37, "curiosity": 0.54, "desire": 0.49, "disappointment": 0.28,
+    "disapproval": 0.39, "disgust": 0.45, "embarrassment": 0.43, "excitement": 0.34, "fear": 0.60,
+    "gratitude": 0.86, "grief": 0.00, "joy": 0.51, "love": 0.78, "nervousness": 0.35,
+    "optimism": 0.51, "pride": 0.36, "realization": 0.21, "relief": 0.15, "remorse": 0.66,
+    "sadness": 0.49, "surprise": 0.50, "neutral": 0.68,
+}
+PAPER_MACRO_F1 = {"original": 0.46, "ekman": 0.64, "sentiment": 0.69}
+
+# bert_model.py options that do not change the result: where files go, logging, checkpointing, the
+# eval batch size. Everything else in `args` except the seed (including options this script has never
+# heard of) is a setting, and runs whose settings differ are never averaged together.
+BOOKKEEPING = frozenset({
+    "train", "dev", "test", "labels", "save_fp", "metrics_file", "predictions_file", "plot_file",
+    "resume", "log_every", "checkpoint_every", "checkpoint_minutes", "eval_batch_size",
+})
+SHORT_NAMES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
+FORMATS = ("text", "markdown", "tsv", "json")
+TIE_TOLERANCE = 5e-7  # predictions.tsv rounds scores to 6 decimals: closer than this, trust its `predicted`
+F1_TOLERANCE = 1e-6
+
+
+class UserError(Exception):
+    """Bad input: reported as one line, exit 1, no traceback, nothing written."""
+
+
+def note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ runs and groups
+
+
+@dataclass
+class Run:
+    path: Path
+    metrics: dict
+    seed: object
+    settings: dict
+
+    @property
+    def labels(self) -> list[str]:
+        return self.metrics["labels"]
+
+    @property
+    def taxonomy(self) -> str:
+        return self.metrics["taxonomy"]
+
+
+@dataclass
+class Group:
+    id: str
+    key: str
+    runs: list[Run]
+    label: str = ""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def taxonomy(self) -> str:
+        return self.runs[0].taxonomy
+
+    @property
+    def labels(self) -> list[str]:
+        return self.runs[0].labels
+
+
+def find_metrics_files(paths: list[str]) -> list[Path]:
+    """Each PATH as given if it is a file; a folder, searched recursively for metrics.json and *.metrics.json."""
+    found: dict[Path, Path] = {}
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            hits = sorted(p for p in path.rglob("*metrics.json")
+                          if p.is_file() and (p.name == "metrics.json" or p.name.endswith(".metrics.json")))
+            if not hits:
+                raise UserError(f"{path}: no metrics.json or *.metrics.json in this folder")
+        elif path.is_file():
+            hits = [path]
+        else:
+            raise UserError(f"{path}: no such file or folder")
+        for hit in hits:
+            found.setdefault(hit.resolve(), hit)
+    return list(found.values())
+
+
+def check_scores(path: Path, metrics: dict, split: str, labels: list[str]) -> None:
+    part = metrics.get(split)
+    if not isinstance(part, dict) or not isinstance(part.get("per_label"), dict):
+        raise UserError(f"{path}: not a bert_model.py metrics file (no '{split}.per_label')")
+    for name in labels:
+        entry = part["per_label"].get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("f1"), int | float) or "support" not in entry:
+            raise UserError(f"{path}: '{split}.per_label' has no F1 and support for label '{name}'")
+    for avg in ("macro", "micro"):
+        if not isinstance(part.get(avg), dict) or not isinstance(part[avg].get("f1"), int | float):
+            raise UserError(f"{path}: '{split}' has no {avg} F1")
+
+
+def load_run(path: Path) -> Run:
+    """One metrics.json of bert_model.py, checked for everything this script reads."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a bert_model.py metrics file (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: truncated or not JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path}: not a bert_model.py metrics file (not a JSON object)")
+    for key in ("labels", "taxonomy", "threshold", "best_epoch", "test", "test_tuned", "history", "args"):
+        if key not in metrics:
+            raise UserError(f"{path}: not a bert_model.py metrics file (no '{key}')")
+    labels, args = metrics["labels"], metrics["args"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{path}: 'labels' is not a list of label names")
+    if metrics["taxonomy"] not in PAPER_MACRO_F1:
+        raise UserError(f"{path}: unknown taxonomy {metrics['taxonomy']!r}")
+    if not isinstance(metrics["threshold"], int | float) or not isinstance(metrics["history"], list):
+        raise UserError(f"{path}: 'threshold' is not a number or 'history' not a list")
+    if not isinstance(args, dict) or "seed" not in args:
+        raise UserError(f"{path}: 'args' has no seed")
+    for split in ("test", "test_tuned"):
+        check_scores(path, metrics, split, labels)
+    settings = {k: v for k, v in sorted(args.items()) if k != "seed" and k not in BOOKKEEPING}
+    settings["world_size"] = metrics.get("world_size", 1)
+    return Run(path=path, metrics=metrics, seed=args["seed"], settings=settings)
+
+
+def group_key(run: Run) -> str:
+    """What must be equal for two runs to be averaged: settings, label set, and the test set's label counts."""
+    supports = [run.metrics["test"]["per_label"][n]["support"] for n in run.labels]
+    return json.dumps({"settings": run.settings, "labels": run.labels, "test_supports": supports}, sort_keys=True)
+
+
+def format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs with equal group keys form a group; each gets an id (a hash of the key) and a readable label."""
+    groups: dict[str, Group] = {}
+    for run in runs:
+        key = group_key(run)
+        if key not in groups:
+            groups[key] = Group(id=hashlib.sha1(key.encode()).hexdigest()[:8], key=key, runs=[],
+                                settings=run.settings)
+        groups[key].runs.append(run)
+    found = list(groups.values())
+    name_groups(found)
+    for group in found:
+        group.runs.sort(key=lambda r: (str(r.seed), str(r.path)))
+        seeds = [str(r.seed) for r in group.runs]
+        for seed in sorted({s for s in seeds if seeds.count(s) > 1}):
+            note(f"group {group.label!r} has seed {seed} more than once "
+                 f"({', '.join(str(r.path) for r in group.runs if str(r.seed) == seed)})")
+    return sorted(found, key=lambda g: (list(PAPER_MACRO_F1).index(g.taxonomy), g.label))
+
+
+def name_groups(groups: list[Group]) -> None:
+    """Label: the model's basename, then key=value for each setting that is not the same in every group."""
+    keys = sorted({k for g in groups for k in g.settings} - {"transformer_model"})
+    differing = [k for k in keys if len({json.dumps(g.settings.get(k)) for g in groups}) > 1]
+    for g in groups:
+        model = Path(str(g.settings.get("transformer_model", "model")).rstrip("/")).name or "model"
+        parts = [f"{SHORT_NAMES.get(k, k)}={format_value(g.settings.get(k))}" for k in differing]
+        g.label = " ".join([model, *parts])
+    labels = [g.label for g in groups]
+    for g in groups:
+        if labels.count(g.label) > 1:  # same visible settings, e.g. another test set or model path
+            g.label = f"{g.label} #{g.id}"
+
+
+# ----------------------------------------------------------------------------------------- the table
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1); std is None for a single value, both None for none."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None, None
+    arr = np.array(values)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def run_summary(run: Run) -> dict:
+    m = run.metrics
+    times = [h.get("epoch_time_s") for h in m["history"] if isinstance(h, dict) and h.get("epoch_time_s")]
+    return {
+        "path": str(run.path), "seed": run.seed,
+        "test_macro_f1": m["test"]["macro"]["f1"], "test_micro_f1": m["test"]["micro"]["f1"],
+        "test_tuned_macro_f1": m["test_tuned"]["macro"]["f1"], "test_tuned_micro_f1": m["test_tuned"]["micro"]["f1"],
+        "best_epoch": m["best_epoch"], "epoch_time_s": float(np.mean(times)) if times else None,
+        "peak_rss_mb": m.get("peak_rss_mb"), "peak_gpu_mb": m.get("peak_gpu_mb"),
+    }
+
+
+def group_rows(group: Group) -> list[tuple[str, str, float | None, float | None, float | None]]:
+    """(metric name, row title, mean, std, paper) for every row of the table, in order."""
+    runs = [r.metrics for r in group.runs]
+    summaries = [run_summary(r) for r in group.runs]
+    original = group.taxonomy == "original"
+    rows = []
+    for name in group.labels:
+        mean, std = mean_std([m["test"]["per_label"][name]["f1"] for m in runs])
+        rows.append((f"f1/{name}", name, mean, std, PAPER_F1.get(name) if original else None))
+    threshold = format_value(float(runs[0]["threshold"]))
+    for key, title, paper in (
+        ("test_macro_f1", f"macro F1 @{threshold}", PAPER_MACRO_F1[group.taxonomy]),
+        ("test_micro_f1", f"micro F1 @{threshold}", None),
+        ("test_tuned_macro_f1", "macro F1 tuned", None),
+        ("test_tuned_micro_f1", "micro F1 tuned", None),
+        ("best_epoch", "best epoch", None),
+        ("epoch_time_s", "time/epoch (s)", None),
+        ("peak_rss_mb", "peak RSS (MB)", None),
+        ("peak_gpu_mb", "peak GPU (MB)", None),
+    ):
+        rows.append((key, title, *mean_std([s[key] for s in summaries]), paper))
+    return rows
+
+
+def format_cell(mean: float | None, std: float | None, digits: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def digits_for(metric: str) -> int:
+    return 3 if "f1" in metric else 1 if metric in ("best_epoch", "epoch_time_s") else 0
+
+
+def wide_table(groups: list[Group]) -> pd.DataFrame:
+    """One taxonomy's groups as columns (plus the paper's), one row per label and summary metric."""
+    table: dict[str, list[str]] = {}
+    index = ["group id", "runs"]
+    for g in groups:
+        rows = group_rows(g)
+        seeds = ", ".join(str(r.seed) for r in g.runs)
+        table[g.label] = [g.id, f"{len(g.runs)} (seed {seeds})"]
+        table[g.label] += [format_cell(mean, std, digits_for(key)) for key, _, mean, std, _ in rows]
+    rows = group_rows(groups[0])
+    index += [title for _, title, *_ in rows]
+    table["paper"] = ["", ""] + ["" if paper is None else f"{paper:.2f}" for *_, paper in rows]
+    return pd.DataFrame(table, index=index)
+
+
+def by_taxonomy(groups: list[Group]) -> list[list[Group]]:
+    out: dict[tuple, list[Group]] = {}
+    for g in groups:
+        out.setdefault((g.taxonomy, tuple(g.labels)), []).append(g)
+    return list(out.values())
+
+
+def render_text(df: pd.DataFrame, title: str) -> str:
+    width = max(len(str(i)) for i in df.index)
+    cols = [max(len(c), *(len(v) for v in df[c])) for c in df.columns]
+    lines = [title, "", " " * width + "".join(f"  {c:>{w}}" for c, w in zip(df.columns, cols, strict=True))]
+    for name, row in df.iterrows():
+        lines.append(f"{name:<{width}}" + "".join(f"  {v:>{w}}" for v, w in zip(row, cols, strict=True)))
+    return "\n".join(lines)
+
+
+def render_markdown(df: pd.DataFrame, title: str) -> str:
+    def cells(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    lines = [f"### {title}", "", cells(["", *df.columns]), "|---|" + "---:|" * len(df.columns)]
+    lines += [cells([str(name), *row]) for name, row in df.iterrows()]
+    return "\n".join(lines)
+
+
+def tsv_rows(groups: list[Group]) -> list[str]:
+    """Long format, one row per group and metric: easy to read back with pandas."""
+    lines = ["\t".join(["group_id", "group_label", "taxonomy", "metric", "n_runs", "mean", "std", "paper"])]
+    for g in groups:
+        for key, _, mean, std, paper in group_rows(g):
+            values = ["" if v is None else repr(float(v)) for v in (mean, std, paper)]
+            lines.append("\t".join([g.id, g.label, g.taxonomy, key, str(len(g.runs)), *values]))
+    return lines
+
+
+def group_json(group: Group) -> dict:
+    rows = group_rows(group)
+    mean, std = next((m, s) for key, _, m, s, _ in rows if key == "test_macro_f1")
+    return {
+        "id": group.id, "label": group.label, "taxonomy": group.taxonomy, "settings": group.settings,
+        "n_runs": len(group.runs), "runs": [run_summary(r) for r in group.runs],
+        "test_macro_f1": {"mean": mean, "std": std},
+        "metrics": {key: {"mean": m, "std": s, "paper": p} for key, _, m, s, p in rows},
+    }
+
+
+# ---------------------------------------------------------------------------------- the significance test
+
+
+@dataclass
+class Side:
+    """One side of --compare: a group, or a single run given by its metrics file."""
+    name: str
+    runs: list[Run]
+    id: str | None = None
+
+
+def predictions_candidates(run: Run) -> list[Path]:
+    """Where a run's predictions.tsv may be, most trusted first."""
+    args, out = run.metrics["args"], []
+    given = args.get("predictions_file")
+    if given:
+        given = Path(given)
+        if given.is_absolute():
+            out.append(given)
+        else:
+            metrics_file = args.get("metrics_file")
+            parts = Path(metrics_file).parts if metrics_file and not Path(metrics_file).is_absolute() else ()
+            here = run.path.resolve().parts
+            if parts and len(here) > len(parts) and here[-len(parts):] == parts:
+                out.append(Path(*here[:-len(parts)]) / given)  # the folder the run was started in
+    name = run.path.name
+    beside = "predictions.tsv" if name == "metrics.json" else name[:-len("metrics.json")] + "predictions.tsv"
+    out.append(run.path.parent / beside)
+    if given and not given.is_absolute():
+        out.append(given)  # relative to the current folder
+    return out
+
+
+def find_predictions(run: Run) -> Path:
+    found: dict[Path, Path] = {}
+    for path in predictions_candidates(run):
+        if path.is_file():
+            found.setdefault(path.resolve(), path)
+    if not found:
+        tried = ", ".join(dict.fromkeys(str(p) for p in predictions_candidates(run)))
+        raise UserError(f"{run.path}: no predictions file found (looked for {tried})")
+    paths = list(found.values())
+    if len(paths) > 1:
+        note(f"{run.path}: using predictions {paths[0]} (also found {', '.join(map(str, paths[1:]))})")
+    return paths[0]
+
+
+@dataclass
+class Predictions:
+    ids: list[str]
+    gold: np.ndarray  # examples x labels, bool
+    predicted: np.ndarray  # at the run's threshold, from the scores
+
+
+def label_columns(path: Path, line: int, names: str, index: dict[str, int]) -> list[int]:
+    """Column numbers of comma-joined label names ('' is none)."""
+    unknown = [n for n in names.split(",") if n and n not in index]
+    if unknown:
+        raise UserError(f"{path}:{line}: unknown label {unknown[0]!r}")
+    return [index[n] for n in names.split(",") if n]
+
+
+def read_predictions(path: Path, labels: list[str], threshold: float) -> Predictions:
+    """predictions.tsv of bert_model.py: id, gold, predicted, one score column per label."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    header = ["id", "gold", "predicted", *labels]
+    if not lines or lines[0].split("\t") != header:
+        raise UserError(f"{path}:1: header is not 'id, gold, predicted' and the run's {len(labels)} labels")
+    index = {name: j for j, name in enumerate(labels)}
+    ids, gold, scores, file_predicted = [], np.zeros((len(lines) - 1, len(labels)), bool), [], []
+    for i, line in enumerate(lines[1:]):
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise UserError(f"{path}:{i + 2}: expected {len(header)} tab-separated columns, found {len(cells)}")
+        try:
+            scores.append([float(c) for c in cells[3:]])
+        except ValueError:
+            raise UserError(f"{path}:{i + 2}: a score is not a number") from None
+        gold[i, label_columns(path, i + 2, cells[1], index)] = True
+        file_predicted.append(set(label_columns(path, i + 2, cells[2], index)))
+        ids.append(cells[0])
+    if not ids:
+        raise UserError(f"{path}: no predictions (header only)")
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{path}: the same example id appears twice")
+    probs = np.array(scores)
+    predicted = probs > threshold
+    for i, j in zip(*np.nonzero(np.abs(probs - threshold) < TIE_TOLERANCE), strict=True):
+        predicted[i, j] = j in file_predicted[i]  # rounded onto the threshold: the file's own decision
+    return Predictions(ids=ids, gold=gold, predicted=predicted)
+
+
+def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+    """As scikit-learn with zero_division=0: F1 = 2 TP / (TP + FP + TP + FN), 0 where that is 0 / 0."""
+    tp = (gold & predicted).sum(0)
+    denominator = gold.sum(0) + predicted.sum(0)
+    return float(np.mean(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)))
+
+
+def load_side_predictions(side: Side) -> list[Predictions]:
+    out = []
+    for run in side.runs:
+        path = find_predictions(run)
+        preds = read_predictions(path, run.labels, float(run.metrics["threshold"]))
+        recomputed, reported = macro_f1(preds.gold, preds.predicted), run.metrics["test"]["macro"]["f1"]
+        if abs(recomputed - reported) > F1_TOLERANCE:
+            raise UserError(f"{path}: test macro F1 from its scores is {recomputed:.6f}, but {run.path} says "
+                            f"{reported:.6f}: not this run's predictions, or edited")
+        out.append(preds)
+    return out
+
+
+def check_comparable(preds: list[Predictions], runs: list[Run]) -> list[Predictions]:
+    """Every run on the same taxonomy and test set (ids and gold labels); rows put in the first run's order."""
+    first, ref = runs[0], preds[0]
+    for run, p in zip(runs, preds, strict=True):
+        if run.taxonomy != first.taxonomy or run.labels != first.labels:
+            raise UserError(f"{run.path}: taxonomy {run.taxonomy} ({len(run.labels)} labels) differs from "
+                            f"{first.path}'s {first.taxonomy} ({len(first.labels)} labels); refusing to compare")
+        if set(p.ids) != set(ref.ids):
+            raise UserError(f"{run.path}: scored on different test examples than {first.path} "
+                            f"({len(p.ids)} vs {len(ref.ids)} ids, {len(set(p.ids) ^ set(ref.ids))} not shared); "
+                            f"refusing to compare")
+    aligned = []
+    for run, p in zip(runs, preds, strict=True):
+        position = {example: k for k, example in enumerate(p.ids)}
+        order = [position[example] for example in ref.ids]
+        q = Predictions(ids=ref.ids, gold=p.gold[order], predicted=p.predicted[order])
+        if not np.array_equal(q.gold, ref.gold):
+            n = int((q.gold != ref.gold).any(1).sum())
+            raise UserError(f"{run.path}: gold labels differ from {first.path}'s on {n} test examples; "
+                            f"refusing to compare")
+        aligned.append(q)
+    return aligned
+
+
+def resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """`size` bootstrap resamples of n examples, as how often each example is drawn (size x n)."""
+    draws = rng.integers(0, n, size=(size, n))
+    flat = (draws + np.arange(size)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def weighted_macro_f1(weights: np.ndarray, gold: np.ndarray, predicted: list[np.ndarray]) -> np.ndarray:
+    """Macro F1 of each run on each resample (resamples x runs): TP and counts as weighted sums."""
+    n_labels = gold.shape[1]
+    columns = np.hstack([gold] + [m for p in predicted for m in (gold & p, p)]).astype(np.float64)
+    sums = weights @ columns  # resamples x (labels + 2 labels per run)
+    g = sums[:, :n_labels]
+    out = []
+    for r in range(len(predicted)):
+        tp = sums[:, n_labels * (1 + 2 * r):n_labels * (2 + 2 * r)]
+        pp = sums[:, n_labels * (2 + 2 * r):n_labels * (3 + 2 * r)]
+        denominator = g + pp
+        out.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0).mean(1))
+    return np.stack(out, 1)
+
+
+def paired_bootstrap(gold: np.ndarray, pred_a: list[np.ndarray], pred_b: list[np.ndarray], resamples: int,
+                     seed: int, chunk: int = 500) -> dict:
+    """Mean macro F1 of A's runs minus B's, on the test set and on `resamples` paired resamples of it."""
+    n = gold.shape[0]
+    full = weighted_macro_f1(np.ones((1, n)), gold, pred_a + pred_b)[0]
+    score_a, score_b = float(full[:len(pred_a)].mean()), float(full[len(pred_a):].mean())
+    diff = score_a - score_b
+    rng, deltas = np.random.default_rng(seed), []
+    for start in range(0, resamples, chunk):
+        scores = weighted_macro_f1(resample_counts(rng, n, min(chunk, resamples - start)), gold, pred_a + pred_b)
+        deltas.append(scores[:, :len(pred_a)].mean(1) - scores[:, len(pred_a):].mean(1))
+    deltas = np.concatenate(deltas)
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    # Two-sided: how often the resampled difference strays from the observed one by at least the observed
+    # difference itself (the bootstrap distribution shifted to the null of no difference).
+    extreme = int(np.sum(np.abs(deltas - diff) >= abs(diff) - 1e-12))
+    return {"score_a": score_a, "score_b": score_b, "difference": diff, "ci_low": float(low),
+            "ci_high": float(high), "p_value": (extreme + 1) / (resamples + 1)}
+
+
+def verdict(a: str, b: str, result: dict) -> str:
+    diff, low, high, p = (result[k] for k in ("difference", "ci_low", "ci_high", "p_value"))
+    p_text = f"p = {p:.3g}" if p >= 0.001 else f"p = {p:.1e}"
+    if p >= 0.05:
+        return (f"no significant difference at 5%: {a} minus {b} is {diff:+.3f} macro F1 "
+                f"(95% CI {low:.3f} to {high:.3f}, {p_text})")
+    better, worse, sign = (a, b, 1) if diff > 0 else (b, a, -1)
+    lo, hi = sorted((sign * low, sign * high))
+    return f"{better} is better than {worse} by {abs(diff):.3f} macro F1 (95% CI {lo:.3f} to {hi:.3f}, {p_text})"
+
+
+def compare(a: Side, b: Side, resamples: int, seed: int) -> dict:
+    preds = load_side_predictions(a) + load_side_predictions(b)
+    preds = check_comparable(preds, a.runs + b.runs)
+    gold = preds[0].gold
+    result = paired_bootstrap(gold, [p.predicted for p in preds[:len(a.runs)]],
+                              [p.predicted for p in preds[len(a.runs):]], resamples, seed)
+    sides = {k: {"name": s.name, "id": s.id, "runs": [str(r.path) for r in s.runs],
+                 "seeds": [r.seed for r in s.runs]} for k, s in (("a", a), ("b", b))}
+    return {**sides, "metric": "test macro F1 at the run's threshold", "test": "paired bootstrap",
+            "examples": int(gold.shape[0]), "resamples": resamples, "seed": seed, **result,
+            "sentence": verdict(a.name, b.name, result)}
+
+
+def resolve_side(name: str, groups: list[Group]) -> Side:
+    """A group label, a group id (or a unique prefix of one, 4 characters or more), or one run's metrics file."""
+    path = Path(name)
+    if path.exists():
+        files = find_metrics_files([name])
+        if len(files) != 1:
+            raise UserError(f"{path}: a folder with {len(files)} metrics files; give one run's metrics.json "
+                            f"or a group label or id")
+        run = load_run(files[0])
+        return Side(name=str(files[0]), runs=[run])
+    matches = [g for g in groups if g.label == name] or [g for g in groups if g.id == name]
+    if not matches and len(name) >= 4:
+        matches = [g for g in groups if g.id.startswith(name)]
+    if len(matches) != 1:
+        known = "; ".join(f"{g.id} {g.label!r}" for g in groups) or "none: give PATHs to search"
+        raise UserError(f"--compare {name!r}: {'ambiguous' if matches else 'no such'} group or metrics file "
+                        f"(groups: {known})")
+    return Side(name=matches[0].label, runs=matches[0].runs, id=matches[0].id)
+
+
+def comparison_text(c: dict) -> str:
+    lines = [f"Paired bootstrap over {c['examples']} test examples, {c['resamples']} resamples, seed {c['seed']}:"]
+    for key, score in (("a", c["score_a"]), ("b", c["score_b"])):
+        side = c[key]
+        lines.append(f"  {key.upper()}: {side['name']} ({len(side['runs'])} run{'s' * (len(side['runs']) > 1)}): "
+                     f"test macro F1 {score:.4f}")
+    lines.append(f"  A - B = {c['difference']:+.4f} (95% CI {c['ci_low']:+.4f} to {c['ci_high']:+.4f}), "
+                 f"p = {c['p_value']:.4g}")
+    lines.append(c["sentence"])
+    return "\n".join(lines)
+
+
+def comparison_tsv(c: dict) -> list[str]:
+    keys = ["examples", "resamples", "seed", "score_a", "score_b", "difference", "ci_low", "ci_high", "p_value"]
+    return ["\t".join(["a", "b", *keys]), "\t".join([c["a"]["name"], c["b"]["name"], *(str(c[k]) for k in keys)])]
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def render(groups: list[Group], comparison: dict | None, fmt: str) -> str:
+    if fmt == "json":
+        out = {"groups": [group_json(g) for g in groups]}
+        if comparison:
+            out["comparison"] = comparison
+        return json.dumps(out, indent=1) + "\n"
+    if fmt == "tsv":
+        lines = tsv_rows(groups) if groups else []
+        if comparison:
+            lines += ([""] if lines else []) + comparison_tsv(comparison)
+        return "\n".join(lines) + "\n"
+    blocks = []
+    for table_groups in by_taxonomy(groups):
+        n_runs = sum(len(g.runs) for g in table_groups)
+        title = (f"{table_groups[0].taxonomy} taxonomy: {len(table_groups)} group(s), {n_runs} run(s), "
+                 f"test set; paper = Demszky et al. 2020, Table 4")
+        df = wide_table(table_groups)
+        blocks.append(render_markdown(df, title) if fmt == "markdown" else render_text(df, title))
+    if comparison:
+        text = comparison_text(comparison)
+        blocks.append(f"### Significance\n\n```\n{text}\n```" if fmt == "markdown" else text)
+    return "\n\n".join(blocks) + "\n"
+
+
+def plot_png(groups: list[Group]) -> bytes:
+    """Per-label test F1 (mean, error bars: std over seeds) of each group beside the paper's, per taxonomy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = by_taxonomy(groups)
+    fig, axes = plt.subplots(len(tables), 1, figsize=(13, 5 * len(tables)), squeeze=False)
+    for ax, table_groups in zip(axes[:, 0], tables, strict=True):
+        labels, taxonomy = table_groups[0].labels, table_groups[0].taxonomy
+        bars = len(table_groups) + (taxonomy == "original")
+        width, x = 0.8 / bars, np.arange(len(labels))
+        for i, g in enumerate(table_groups):
+            stats = [mean_std([r.metrics["test"]["per_label"][n]["f1"] for r in g.runs]) for n in labels]
+            ax.bar(x + (i - (bars - 1) / 2) * width, [m for m, _ in stats], width,
+                   yerr=[s or 0 for _, s in stats], capsize=2, label=f"{g.label} (n={len(g.runs)})")
+        if taxonomy == "original":
+            ax.bar(x + (bars - 1) / 2 * width, [PAPER_F1.get(n, 0) for n in labels], width,
+                   label="paper (Table 4)", color="0.6")
+        ax.set_xticks(x, labels, rotation=60, ha="right")
+        ax.set_ylabel("test F1")
+        ax.set_title(f"{taxonomy}: test F1 per label, mean ± std over seeds (paper macro F1 "
+                     f"{PAPER_MACRO_F1[taxonomy]:.2f})")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """Never overwrite an input; the output's folder must exist (nothing is created on error)."""
+    taken = {p.resolve() for p in inputs}
+    for out in outputs:
+        if out.resolve() in taken:
+            raise UserError(f"{out}: is one of the runs being read; refusing to overwrite it")
+        if not out.parent.is_dir():
+            raise UserError(f"{out}: folder {out.parent} does not exist")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="a metrics.json, or a folder searched for them")
+    p.add_argument("--format", choices=FORMATS, default="text", help="text (default), markdown, tsv or json")
+    p.add_argument("--output", help="write here (atomically) instead of to stdout")
+    p.add_argument("--plot", help="PNG: per-label test F1 with error bars beside the paper's")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="test macro F1 of A minus B, paired bootstrap; a group label or id, or a metrics.json")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    args = p.parse_args(argv)
+    try:
+        if not args.paths and not args.compare:
+            raise UserError("nothing to do: give PATHs (metrics.json files or folders) or --compare A B")
+        if args.resamples < 100:
+            raise UserError(f"--resamples {args.resamples}: use at least 100")
+        if args.plot and not args.paths:
+            raise UserError("--plot needs PATHs to plot")
+        files = find_metrics_files(args.paths)
+        groups = group_runs([load_run(f) for f in files])
+        comparison = None
+        if args.compare:
+            a, b = (resolve_side(name, groups) for name in args.compare)
+            files += [r.path for r in a.runs + b.runs]
+            comparison = compare(a, b, args.resamples, args.seed)
+        outputs = [Path(x) for x in (args.output, args.plot) if x]
+        check_outputs(outputs, files)
+        text = render(groups, comparison, args.format)
+        png = plot_png(groups) if args.plot else None
+        if args.output:
+            atomic_write(Path(args.output), text.encode("utf-8"))
+        else:
+            sys.stdout.write(text)
+        if png is not None:
+            atomic_write(Path(args.plot), png)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
