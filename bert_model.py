@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
 import random
 import resource
+import shlex
 import shutil
 import signal
 import sys
@@ -62,7 +64,7 @@ class UserError(Exception):
 def read_labels(path: str | Path) -> list[str]:
     """emotions.txt: one label a line (a final newline is optional)."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read labels: {e}") from None
     if lines and lines[-1] == "":
@@ -81,7 +83,7 @@ def read_tsv(path: str | Path, num_labels: int) -> tuple[list[str], list[list[in
     """A GoEmotions split: text, comma-separated label ids, id; no header; CSV quoting (a `"` doubled)."""
     texts, labels, ids = [], [], []
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a byte-order mark is not text
             reader = csv.reader(f, delimiter="\t")
             for row in reader:
                 line = reader.line_num
@@ -244,18 +246,78 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def save_model(model, tokenizer, save_fp: Path, info: dict) -> None:
-    """A Hugging Face folder, written beside SAVE_FP and renamed into place; the old one goes last."""
+def save_model(model, tokenizer, save_fp: Path, info: dict, card: str) -> None:
+    """A Hugging Face folder with a model card, written beside SAVE_FP and renamed into place; the old one
+    goes last."""
     tmp = save_fp.with_name(f".{save_fp.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "goemotions.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+    (tmp / "README.md").write_text(card, encoding="utf-8")
     old = save_fp.with_name(f".{save_fp.name}.old-{os.getpid()}")
     if save_fp.exists():
         os.replace(save_fp, old)
     os.replace(tmp, save_fp)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def model_card(metrics: dict, name: str) -> str:
+    """README.md of the saved folder, the Hugging Face convention: a metadata block, then what a user of
+    the model needs: labels and thresholds, results beside the paper's, how it was trained, on what data,
+    on what hardware, and what it is (not) for."""
+    a, labels, test, tuned = metrics["args"], metrics["labels"], metrics["test"], metrics["test_tuned"]
+    base = a["transformer_model"]
+    meta = {"language": "en", "pipeline_tag": "text-classification", "datasets": ["go_emotions"],
+            "tags": ["text-classification", "multi-label-classification", "emotion", "goemotions"],
+            "metrics": ["f1"], **({} if Path(base).exists() else {"base_model": base})}
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in meta.items()),
+             "model-index:", f"- name: {json.dumps(name)}", "  results:",
+             "  - task: {type: text-classification, name: Multi-label emotion classification}",
+             "    dataset: {type: go_emotions, name: GoEmotions, split: test}", "    metrics:",
+             f"    - {{type: f1, name: test macro F1 at {a['threshold']}, value: {test['macro']['f1']:.4f}}}",
+             f"    - {{type: f1, name: test macro F1 with dev-tuned thresholds, value: {tuned['macro']['f1']:.4f}}}",
+             "---", "",
+             f"# {name}: multi-label emotion classification on GoEmotions", "",
+             f"`{base}` fine-tuned by `bert_model.py` on GoEmotions (Demszky et al., ACL 2020), "
+             f"{metrics['taxonomy']} taxonomy ({len(labels)} labels), with the command below. A label is predicted "
+             f"when its sigmoid score is above its threshold.", "",
+             "```bash", f"python predict.py {name} \"I love this!\"            # threshold {a['threshold']}",
+             f"python predict.py {name} --threshold tuned \"I love this!\"  # per-label thresholds tuned on dev",
+             "```", "", "## Results (test set, best epoch by dev macro F1)", "",
+             "| | macro F1 | micro F1 | macro precision | macro recall |", "|---|---|---|---|---|"]
+    for key, what in (("test", f"test, threshold {a['threshold']}"), ("test_tuned", "test, dev-tuned thresholds"),
+                      ("dev", f"dev, threshold {a['threshold']}"), ("dev_tuned", "dev, dev-tuned thresholds")):
+        m = metrics[key]
+        lines.append(f"| {what} | {m['macro']['f1']:.4f} | {m['micro']['f1']:.4f} | {m['macro']['precision']:.4f} "
+                     f"| {m['macro']['recall']:.4f} |")
+    lines += [f"| the paper's BERT-base (Table 4), threshold 0.3 | {metrics['paper_macro_f1']:.2f} | | | |", "",
+              "| label | dev-tuned threshold | precision | recall | F1 | paper F1 | F1, tuned | support |",
+              "|---|---|---|---|---|---|---|---|"]
+    for n in labels:
+        m, paper = test["per_label"][n], (metrics["paper_f1"] or {}).get(n)
+        lines.append(f"| {n} | {metrics['thresholds'][n]:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{m['f1']:.3f} | {'' if paper is None else f'{paper:.2f}'} | "
+                     f"{tuned['per_label'][n]['f1']:.3f} | {m['support']} |")
+    lines += ["", "## Training", "", "```bash", metrics["command"], "```", "",
+              "| epoch | train loss | dev macro F1 | seconds |", "|---|---|---|---|",
+              *(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_macro_f1']:.4f} | {h['epoch_time_s']:.0f} |"
+                for h in metrics["history"]), "",
+              f"Best epoch {metrics['best_epoch']}; {metrics['world_size']} process(es) x batch {a['batch_size']}, "
+              f"{metrics['precision']}; {metrics['hardware']}; total {metrics['total_time_s']:.0f} s; "
+              f"peak RSS {metrics['peak_rss_mb']:.0f} MiB"
+              + (f", peak GPU memory {metrics['peak_gpu_mb']:.0f} MiB." if metrics["peak_gpu_mb"] else "."), "",
+              "Data (SHA-256 of the files it was trained, tuned and tested on):", "",
+              *(f"- `{path}` {digest}" for path, digest in metrics["data_sha256"].items()), "",
+              "## Intended use and limitations", "",
+              "For research on emotion recognition in English text. GoEmotions is 58k Reddit comments (2005-2019) "
+              "labelled by raters who were all native English speakers from India; Reddit's users skew young and "
+              "male, the comments were filtered with lists of offensive and vulgar words, and the paper notes that "
+              "these choices bias what the labels mean and how well rare emotions (grief, relief, pride, nervousness) "
+              "are recognised. Scores are not calibrated probabilities of what a writer feels, and the model must "
+              "not be used to make decisions about individuals. See the paper's data disclaimer and "
+              "https://github.com/google-research/google-research/tree/master/goemotions.", ""]
+    return "\n".join(lines)
 
 
 def write_predictions(path: Path, ids: list[str], y_true: np.ndarray, probs: np.ndarray,
@@ -302,21 +364,44 @@ def plot(path: Path, test: dict, labels: list[str], taxonomy: str, loss_curve: l
 # ------------------------------------------------------------------------------------ the model
 
 
-def load_model_and_tokenizer(name: str, labels: list[str]):
+def load_model_and_tokenizer(name: str, labels: list[str]) -> tuple:
+    """The encoder with a classification head for `labels`, its tokenizer, and the names of the parameters
+    that loading initialised afresh (the new head). A head of another size (a model fine-tuned on other
+    labels) is replaced; one of the same size is kept (continued fine-tuning)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # our one line below replaces transformers' load report
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=len(labels), problem_type="multi_label_classification",
-            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+            ignore_mismatched_sizes=True, output_loading_info=True)
     except (OSError, ValueError) as e:
         if Path(name).is_dir():
             raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
         raise UserError(f"model {name!r} is neither a local folder nor in the Hugging Face cache "
                         f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}); run "
                         f"`python download_transformer_model.py --transformer-model {name}` first") from None
-    return model, tokenizer
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
+    new = [n for n, _ in model.named_parameters() if n in fresh]
+    return model, tokenizer, new, info["mismatched_keys"]
+
+
+def describe_loading(name: str, new: list[str], mismatched: set) -> str:
+    """One line for the log, instead of transformers' table of MISSING keys."""
+    if mismatched:
+        shapes = ", ".join(f"{k} {tuple(old)} -> {tuple(now)}" for k, old, now in sorted(mismatched))
+        return f"model {name}: replaced its classification head of another size ({shapes}); new: {', '.join(new)}"
+    if new:
+        return f"model {name}: new classification head, randomly initialised: {', '.join(new)}"
+    return f"model {name}: its classification head has the right size and is kept (continued fine-tuning)"
 
 
 @torch.no_grad()
@@ -402,8 +487,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    command = shlex.join(["python", "bert_model.py", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return fine_tune(args)
+        return fine_tune(args, command)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -412,14 +498,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def fine_tune(args: argparse.Namespace) -> int:
+def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
     t_start = time.time()
     env = setup(args)
     save_fp, ckpt_path = check_output_folder(args.save_fp)
     labels, splits = read_splits(args)
     seed_everything(args.seed)
-    model, tokenizer = load_model_and_tokenizer(args.transformer_model, labels)
+    model, tokenizer, new, mismatched = load_model_and_tokenizer(args.transformer_model, labels)
+    env.log(describe_loading(args.transformer_model, new, mismatched))
     model.to(env.device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     tokenize_splits(splits, tokenizer, args.max_length)
@@ -428,7 +515,7 @@ def fine_tune(args: argparse.Namespace) -> int:
             f"{args.transformer_model}; device {env.device}, {env.precision}; {env.world} process(es) x batch "
             f"{args.batch_size}")
 
-    state = training_state(args, env, model, splits["train"]["y"])
+    state = training_state(args, env, model, new, splits["train"]["y"])
     net = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model  # DDP: this line
     if args.resume and ckpt_path.exists():
         resume(state, ckpt_path, args, env)
@@ -452,6 +539,8 @@ def fine_tune(args: argparse.Namespace) -> int:
     if not env.master:
         return 0
     metrics = final_metrics(args, env, labels, splits, state, test_probs)
+    metrics.update(command=command, hardware=hardware(env), total_time_s=time.time() - t_start,
+                   data_sha256=data_checksums(args))
     print(metrics_table(metrics["test"], metrics["test_tuned"], labels, args.taxonomy))
     t_save = time.time()
     write_outputs(args, metrics, splits["test"], test_probs, model, tokenizer, save_fp)
@@ -551,26 +640,31 @@ def tokenize_splits(splits: dict[str, dict], tokenizer, max_length: int) -> None
         s["lengths"] = [len(x) for x in s["input_ids"]]
 
 
-def training_state(args: argparse.Namespace, env: Env, model, train_y: np.ndarray) -> dict:
+def training_state(args: argparse.Namespace, env: Env, model, new: list[str], train_y: np.ndarray) -> dict:
     """Everything a checkpoint holds: the model, AdamW, its schedule, the loss scaler, and where we are."""
     from transformers import get_linear_schedule_with_warmup
 
-    # AdamW, no decay on biases and LayerNorm; the new head (classifier, and the pooler feeding it) may
-    # learn faster than the pretrained encoder (--head-learning-rate).
+    # AdamW, no decay on biases and LayerNorm. The head may learn faster than the pretrained encoder
+    # (--head-learning-rate): what loading initialised afresh, and BERT's pooler that feeds the classifier
+    # (pretrained for next-sentence prediction, if at all, not for this task).
     head_lr = args.head_learning_rate or args.learning_rate
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
-        is_head = n.startswith(("classifier.", "pre_classifier.", "pooler.")) or ".pooler." in n
+        is_head = n in new or n.startswith("pooler.") or ".pooler." in n
         groups.setdefault((p.ndim >= 2, is_head), []).append(p)
     optimizer = torch.optim.AdamW([{"params": ps, "weight_decay": args.weight_decay if decay else 0.0,
                                     "lr": head_lr if head else args.learning_rate}
                                    for (decay, head), ps in groups.items()],
                                   lr=args.learning_rate, fused=True)  # one kernel, on CPUs as on GPUs
     if args.init_bias_from_prior:  # start the head at the label frequencies, not at p = 0.5 for everything
-        prior = torch.from_numpy(train_y).mean(0).clamp(1e-4, 1 - 1e-4)
-        last = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier  # RoBERTa
-        with torch.no_grad():
-            last.bias.copy_(torch.log(prior / (1 - prior)))
+        params = dict(model.named_parameters())
+        out_bias = [n for n in new if n.endswith("bias") and params[n].shape == (train_y.shape[1],)]
+        if out_bias:  # the last new bias with one entry per label: the output layer's
+            prior = torch.from_numpy(train_y).mean(0).clamp(1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                params[out_bias[-1]].copy_(torch.log(prior / (1 - prior)))
+        else:
+            env.log("--init-bias-from-prior: the head was kept (not new), so its biases are left as trained")
     total_steps = math.ceil(len(train_y) / (args.batch_size * env.world)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler,
@@ -762,6 +856,21 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
 # ------------------------------------------------------------------------------- test and report
 
 
+def hardware(env: Env) -> str:
+    if env.device.type == "cuda":
+        return f"{env.world} x {torch.cuda.get_device_name(env.device)}"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "CPU") if Path("/proc/cpuinfo").exists() else "CPU"
+    return f"{cpu}, {env.world} process(es) x {torch.get_num_threads()} thread(s)"
+
+
+def data_checksums(args: argparse.Namespace) -> dict[str, str]:
+    files = [args.train, args.dev, args.test, args.labels]
+    if args.taxonomy != "original":
+        files.append(str(Path(args.labels).parent / TAXONOMY_FILES[args.taxonomy]))
+    return {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
+
+
 def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits: dict[str, dict], state: dict,
                   test_probs: np.ndarray) -> dict:
     """Dev and test, at --threshold and at per-label thresholds tuned on dev; what metrics.json holds."""
@@ -800,7 +909,7 @@ def write_outputs(args: argparse.Namespace, metrics: dict, test: dict, test_prob
             "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
             "metrics": {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
                         for k in ("dev", "test", "dev_tuned", "test_tuned")} | {"best_epoch": metrics["best_epoch"]}}
-    save_model(model, tokenizer, save_fp, info)
+    save_model(model, tokenizer, save_fp, info, model_card(metrics, save_fp.name))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ class DataError(Exception):
 def read_labels(path: Path) -> list[str]:
     """Label names, one a line. One newline at the very end is fine; any other blank line is an error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -104,7 +104,7 @@ def read_split(path: Path, n_labels: int) -> pd.DataFrame:
     texts, label_ids, sample_ids = [], [], []
     first_seen: dict[str, int] = {}
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter="\t", strict=True)
             try:
                 for row in reader:

@@ -2,12 +2,12 @@
 
     python predict.py MODEL "I love this!" "What on earth?"
     python predict.py MODEL --input texts.txt --format jsonl > scores.jsonl
-    python predict.py MODEL --input data/test.tsv --thresholds tuned
+    python predict.py MODEL --input data/test.tsv --threshold tuned
 
 MODEL is the SAVE_FP folder bert_model.py wrote (a Hugging Face model folder with goemotions.json).
 A label is predicted when its sigmoid score is strictly above the threshold: the model's own
 (0.3 unless trained otherwise), a number given with --threshold, or the per-label thresholds tuned
-on dev (--thresholds tuned). Texts are tokenized once and scored in batches sorted by length.
+on dev (--threshold tuned). Texts are tokenized once and scored in batches sorted by length.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def read_texts(path: str | Path) -> tuple[list[str], list[str]]:
     path = Path(path)
     try:
         if path.suffix == ".tsv":
-            with open(path, encoding="utf-8", newline="") as f:
+            with open(path, encoding="utf-8-sig", newline="") as f:
                 rows = list(csv.reader(f, delimiter="\t"))
             for i, row in enumerate(rows, 1):
                 if len(row) != 3:
@@ -38,7 +38,7 @@ def read_texts(path: str | Path) -> tuple[list[str], list[str]]:
                                     f"found {len(row)}")
             texts, ids = [r[0] for r in rows], [r[2] for r in rows]
         else:
-            texts = path.read_text(encoding="utf-8").splitlines()
+            texts = path.read_text(encoding="utf-8-sig").splitlines()
             ids = [str(i) for i in range(1, len(texts) + 1)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path}: cannot read: {e}") from None

@@ -336,3 +336,124 @@ def test_head_learning_rate_and_prior_bias(small_data, tiny_bert, tmp_path):
     _, label_ids, _ = bm.read_tsv(small_data / "train.tsv", 28)
     prior = bm.multi_hot(label_ids, 28, list(range(28))).mean(0).clip(1e-4, 1 - 1e-4)
     assert np.corrcoef(after["classifier.bias"].numpy(), np.log(prior / (1 - prior)))[0, 1] > 0.9
+
+
+# ------------------------------------------------------------------ starting from any model folder
+
+
+def test_model_card_describes_the_saved_folder(trained):
+    """README.md in SAVE_FP: metadata block, labels and thresholds, results beside the paper, command, data."""
+    import hashlib
+
+    import yaml
+
+    data, out, r = trained
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert card.startswith("---\n")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["pipeline_tag"] == "text-classification" and meta["datasets"] == ["go_emotions"]
+    assert "base_model" not in meta  # a local folder is no hub id
+    reported = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert reported["test macro F1 at 0.3"] == pytest.approx(metrics["test"]["macro"]["f1"], abs=1e-4)
+    for name in metrics["labels"]:  # one row per label with its dev-tuned threshold
+        assert f"| {name} | {metrics['thresholds'][name]:.2f} |" in card
+    assert "| admiration |" in card and "| 0.65 |" in card  # the paper's F1 beside ours
+    assert "python bert_model.py " in card and "--epochs 3" in card  # the command
+    digest = hashlib.sha256((data / "train.tsv").read_bytes()).hexdigest()
+    assert f"`{data / 'train.tsv'}` {digest}" in card
+    assert "native English speakers from India" in card  # the dataset's known biases
+    assert metrics["command"].startswith("python bert_model.py ") and metrics["total_time_s"] > 0
+    assert "thread(s)" in metrics["hardware"]
+
+
+def test_load_report_is_one_line_of_our_own(trained):
+    _, _, r = trained
+    assert "model " in r.stdout and "new classification head, randomly initialised: classifier.weight, " \
+           "classifier.bias" in r.stdout
+    assert "MISSING" not in r.stdout + r.stderr and "Consider training" not in r.stdout + r.stderr
+
+
+def test_a_head_of_another_size_is_replaced_and_one_of_the_same_size_kept(trained, tmp_path):
+    """A saved 28-label model, fine-tuned again on Ekman's 7 groups (new head) and on the 28 (head kept)."""
+    import torch
+    from safetensors.torch import load_file
+
+    data, out, _ = trained
+    r = run_script(*train_cmd(data, tmp_path / "ekman", out / "model", "--taxonomy", "ekman", "--epochs", "1",
+                              "--batch-size", "16", "--metrics-file", tmp_path / "ekman.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "replaced its classification head of another size (classifier.bias (28,) -> (7,), " \
+           "classifier.weight (28, 32) -> (7, 32))" in r.stdout
+    assert json.loads((tmp_path / "ekman.json").read_text())["labels"][-1] == "neutral"
+    assert load_file(tmp_path / "ekman" / "model.safetensors")["classifier.weight"].shape == (7, 32)
+
+    labels = bm.read_labels(data / "emotions.txt")
+    model, _, new, mismatched = bm.load_model_and_tokenizer(str(out / "model"), labels)
+    assert new == [] and not mismatched
+    saved = load_file(out / "model" / "model.safetensors")
+    assert torch.equal(model.classifier.weight, saved["classifier.weight"])  # continued fine-tuning
+    assert "is kept (continued fine-tuning)" in bm.describe_loading("x", new, mismatched)
+
+
+def _tiny_encoders() -> dict:
+    import transformers as t
+
+    small = dict(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=128)
+    return {  # base model class, config; and the head's parameters as the architecture defines them
+        "bert": (t.BertModel, t.BertConfig(**small), ["bert.pooler.", "classifier."]),
+        "roberta": (t.RobertaModel, t.RobertaConfig(**small, pad_token_id=1), ["classifier."]),
+        "xlm-roberta": (t.XLMRobertaModel, t.XLMRobertaConfig(**small, pad_token_id=1), ["classifier."]),
+        "distilbert": (t.DistilBertModel, t.DistilBertConfig(vocab_size=120, dim=32, n_layers=1, n_heads=2,
+                                                             hidden_dim=64), ["pre_classifier.", "classifier."]),
+        "electra": (t.ElectraModel, t.ElectraConfig(**small, embedding_size=32), ["classifier."]),
+        "deberta-v2": (t.DebertaV2Model, t.DebertaV2Config(**small), ["pooler.", "classifier."]),
+        "modernbert": (t.ModernBertModel, t.ModernBertConfig(**small, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                             cls_token_id=1, sep_token_id=2),
+                       ["head.", "classifier."]),
+        "albert": (t.AlbertModel, t.AlbertConfig(**small, embedding_size=16), ["albert.pooler.", "classifier."]),
+        "mpnet": (t.MPNetModel, t.MPNetConfig(**small), ["classifier."]),
+    }
+
+
+@pytest.mark.parametrize("arch", list(_tiny_encoders()))
+def test_the_head_learns_at_the_head_rate_whatever_the_encoder(arch, minilm, tmp_path):
+    """What loading reports as new (plus BERT's and ALBERT's pooler) is the head: --head-learning-rate and
+    --init-bias-from-prior act on it, on every encoder users pick; the encoder keeps --learning-rate."""
+    import argparse
+
+    import torch
+    from transformers import AutoTokenizer
+
+    cls, config, head = _tiny_encoders()[arch]
+    torch.manual_seed(0)
+    cls(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(tmp_path)
+    model, _, new, _ = bm.load_model_and_tokenizer(str(tmp_path), LABELS)
+    assert new and all(n.startswith(tuple(head)) for n in new)
+    y = np.zeros((20, len(LABELS)), dtype=np.float32)
+    y[:10, 0] = y[:2, 3] = 1  # priors 0.5 and 0.1; the rest never seen (clamped to 1e-4)
+    args = argparse.Namespace(learning_rate=1e-5, head_learning_rate=1e-2, weight_decay=0.01,
+                              init_bias_from_prior=True, batch_size=4, epochs=1, warmup_ratio=0.0)
+    env = bm.Env(0, 1, torch.device("cpu"), "fp32", None, lambda *a, **k: None)
+    state = bm.training_state(args, env, model, new, y)
+    lr_of = {id(p): g["lr"] for g in state["optimizer"].param_groups for p in g["params"]}
+    for n, p in model.named_parameters():
+        assert lr_of[id(p)] == (1e-2 if n.startswith(tuple(head)) else 1e-5), n
+    out_bias = dict(model.named_parameters())[[n for n in new if n.endswith("bias")][-1]]
+    assert out_bias.detach().numpy()[[0, 3]] == pytest.approx([0.0, np.log(0.1 / 0.9)], abs=1e-5)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_text(tmp_path):
+    import data_analysis
+    import predict
+
+    f = tmp_path / "x.tsv"
+    f.write_bytes("\ufeffFirst text\t0\tid1\nsecond\t1\tid2\n".encode())
+    assert bm.read_tsv(f, 28)[0][0] == "First text"
+    assert predict.read_texts(f)[0][0] == "First text"
+    assert data_analysis.read_split(f, 28)["text"].iloc[0] == "First text"
+    labels = tmp_path / "emotions.txt"
+    labels.write_bytes("\ufeffadmiration\namusement".encode())
+    assert bm.read_labels(labels) == ["admiration", "amusement"]
