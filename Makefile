@@ -18,6 +18,14 @@ TRAIN_ARGS ?=
 # --cuda when PyTorch sees a GPU, else CPU.
 CUDA     = $(shell $(PY) -c "import torch; print('--cuda' if torch.cuda.is_available() else '')")
 
+# make sweep SWEEP=sweeps/NAME.tsv: every run line of a sweep file on this machine, as the HEC's array
+# job runs them (docs/experiments.md); SWEEP_JOBS at a time, outputs and logs in SWEEP_DIR. Also
+# SWEEP_TASKS="2 5" (only those lines) and DRY_RUN=1 (print every task's command).
+SWEEP      ?=
+SWEEP_JOBS ?= 1
+SWEEP_DIR  ?= runs/sweeps
+SWEEP_TASKS ?=
+
 .PHONY: run test lint clean-venv
 
 $(VENV)/.installed: requirements.txt
@@ -39,6 +47,13 @@ run: $(VENV)/.installed
 		$(DATA_DIR)/emotions.txt $(OUT_DIR)/model --transformer-model $(MODEL) --epochs $(EPOCHS) \
 		--metrics-file $(OUT_DIR)/metrics.json --predictions-file $(OUT_DIR)/predictions.tsv \
 		$(CUDA) $(TRAIN_ARGS)
+
+.PHONY: sweep
+sweep: $(VENV)/.installed
+	$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR))
+	SWEEP='$(SWEEP)' JOBS='$(SWEEP_JOBS)' TASKS='$(SWEEP_TASKS)' MODEL_DIR='$(SWEEP_DIR)' DATA_DIR='$(DATA_DIR)' \
+		PYTHON='$(abspath $(PY))' MODEL='$(MODEL)' EPOCHS='$(EPOCHS)' EXTRA_ARGS='$(TRAIN_ARGS)' \
+		DRY_RUN='$(DRY_RUN)' bash sweeps/run_sweep.sh
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

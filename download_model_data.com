@@ -66,6 +66,24 @@ fi
 HF_HUB_CACHE=${HF_HUB_CACHE:-$HOME/.cache/huggingface/hub}  # huggingface_hub's own default
 export HF_HUB_CACHE TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
+# ------------------------------------------------------------------ CPU threads
+# torch (and numpy) start one thread per core of the node, not per CPU granted. Unless OMP_NUM_THREADS
+# is set (qsub -v OMP_NUM_THREADS=N): the -l ncpus=N request, else NSLOTS (the slots of a -pe request;
+# 1 without one), at most the cores nproc sees. MKL_NUM_THREADS follows unless set.
+if [ -z "${OMP_NUM_THREADS:-}" ] && [ -n "${JOB_ID:-}" ]; then
+    CPUS=""
+    if command -v qstat >/dev/null 2>&1; then
+        CPUS=$(qstat -j "$JOB_ID" 2>/dev/null | sed -n 's/^hard resource_list:.*\bncpus=\([0-9][0-9]*\).*/\1/p' | head -n 1)
+    fi
+    CPUS=${CPUS:-${NSLOTS:-1}}
+    OMP_NUM_THREADS=$(( CPUS > $(nproc) ? $(nproc) : CPUS > 1 ? CPUS : 1 ))
+fi
+if [ -n "${OMP_NUM_THREADS:-}" ]; then
+    [[ $OMP_NUM_THREADS =~ ^[1-9][0-9]*$ ]] || die "OMP_NUM_THREADS=$OMP_NUM_THREADS is not a whole number >= 1"
+    export OMP_NUM_THREADS MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
+    say "CPU threads: OMP_NUM_THREADS=$OMP_NUM_THREADS MKL_NUM_THREADS=$MKL_NUM_THREADS"
+fi
+
 # ------------------------------------------------------------------ check the settings
 need() { [ -n "${!1}" ] || die "$1 is not set and \$global_storage is not set (the HEC sets it): qsub -v $1=..."; }
 need DATA_DIR

@@ -48,6 +48,24 @@ CONDA_ENV=${CONDA_ENV:-$(under_g conda_environments/py3.11-go-emotions)}
 ENV_FILE=${ENV_FILE:-$CODE_DIR/environment.yml}
 REQUIREMENTS=${REQUIREMENTS:-$CODE_DIR/requirements.txt}
 
+# ------------------------------------------------------------------ CPU threads
+# torch (and numpy) start one thread per core of the node, not per CPU granted. Unless OMP_NUM_THREADS
+# is set (qsub -v OMP_NUM_THREADS=N): the -l ncpus=N request, else NSLOTS (the slots of a -pe request;
+# 1 without one), at most the cores nproc sees. MKL_NUM_THREADS follows unless set.
+if [ -z "${OMP_NUM_THREADS:-}" ] && [ -n "${JOB_ID:-}" ]; then
+    CPUS=""
+    if command -v qstat >/dev/null 2>&1; then
+        CPUS=$(qstat -j "$JOB_ID" 2>/dev/null | sed -n 's/^hard resource_list:.*\bncpus=\([0-9][0-9]*\).*/\1/p' | head -n 1)
+    fi
+    CPUS=${CPUS:-${NSLOTS:-1}}
+    OMP_NUM_THREADS=$(( CPUS > $(nproc) ? $(nproc) : CPUS > 1 ? CPUS : 1 ))
+fi
+if [ -n "${OMP_NUM_THREADS:-}" ]; then
+    [[ $OMP_NUM_THREADS =~ ^[1-9][0-9]*$ ]] || die "OMP_NUM_THREADS=$OMP_NUM_THREADS is not a whole number >= 1"
+    export OMP_NUM_THREADS MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
+    say "CPU threads: OMP_NUM_THREADS=$OMP_NUM_THREADS MKL_NUM_THREADS=$MKL_NUM_THREADS"
+fi
+
 [ -f "$REQUIREMENTS" ] || die "no requirements file REQUIREMENTS=$REQUIREMENTS: qsub from the project folder, or -v CODE_DIR=..."
 if [ -z "$PYTHON" ]; then
     [ -n "$CONDA_ENV" ] || die "CONDA_ENV is not set and \$global_storage is not set (the HEC sets it): qsub -v CONDA_ENV=..."

@@ -5,6 +5,8 @@
 #   qsub run_transformer_model.com                     # from this folder; log: run-transformer-model.o<JOB_ID>
 #   qsub -v MODEL=roberta-base,EPOCHS=2 run_transformer_model.com
 #   qsub -l ngpus=2 run_transformer_model.com          # 2 GPUs: torchrun, DistributedDataParallel
+#   qsub -t 1-5 run_transformer_model.com              # 5 tasks: the same settings, seeds 42..46
+#   qsub -t 1-3 -v SWEEP=sweeps/taxonomies.tsv run_transformer_model.com   # task N: run line N of the file
 #
 # Needs the conda environment from install.com, and the data and the model in $global_storage from
 # download_model_data.com (GPU nodes get no network: HF_HUB_OFFLINE=1).
@@ -20,7 +22,11 @@
 # before it stops the job. bert_model.py then finishes its step, writes a checkpoint beside the model
 # and exits 99; this job exits 99 too, which tells Grid Engine to put it back in the queue. The rerun
 # (same job ID, RESTARTED=1) continues from the checkpoint (--resume is always passed), so a long
-# fine-tune finishes across several runs with no lost work. qdel JOB_ID stops it for good.
+# fine-tune finishes across several runs with no lost work. qdel JOB_ID stops it for good. In an array
+# job each task has its own run folder, checkpoint and marker, and Grid Engine requeues that task alone.
+#
+# CPU threads: OMP_NUM_THREADS (and MKL_NUM_THREADS) per process are the CPUs granted (-l ncpus=N, else
+# the NSLOTS of a -pe request) shared among the torchrun processes, unless set with qsub -v.
 #
 #$ -S /bin/bash
 #$ -q short
@@ -37,8 +43,28 @@
 set -uo pipefail
 ME=run_transformer_model.com
 say() { echo "$ME: $*"; }
-die() { echo "$ME: error: $*" >&2; exit 1; }
-say "job ${JOB_ID:-(not under Grid Engine)} on $(hostname) at $(date '+%F %T')${RESTARTED:+, restarted=$RESTARTED}"
+die() { echo "$ME: error: ${WHERE:+$WHERE: }$*" >&2; exit 1; }  # WHERE: the sweep file and line
+need() { [ -n "${!1}" ] || die "$1 is not set and \$global_storage is not set (the HEC sets it): qsub -v $1=..."; }
+int() { [[ ${!1} =~ ^[0-9]+$ ]] && [ "${!1}" -ge "$2" ] || die "$1=${!1} is not a whole number >= $2"; }
+num() { [[ ${!1} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || die "$1=${!1} is not a number"; }
+check() {  # NAME: die unless the setting's value is valid (also used for every cell of a sweep file)
+    case $1 in
+        EPOCHS|BATCH_SIZE) int "$1" 1 ;;
+        MAX_LENGTH) int "$1" 8 ;;
+        SEED|CHECKPOINT_EVERY) int "$1" 0 ;;
+        LEARNING_RATE|THRESHOLD|CHECKPOINT_MINUTES) num "$1" ;;
+        TAXONOMY) case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac ;;
+        PRECISION) case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac ;;
+    esac
+}
+granted() {  # NAME: the N of this job's hard -l NAME=N request (qstat -j), empty if none or not under Grid Engine
+    if [ -n "${JOB_ID:-}" ] && command -v qstat >/dev/null 2>&1; then
+        qstat -j "$JOB_ID" 2>/dev/null | sed -n "s/^hard resource_list:.*\b$1=\([0-9][0-9]*\).*/\1/p" | head -n 1
+    fi
+}
+TASK=${SGE_TASK_ID:-undefined}  # Grid Engine's "undefined": not an array job
+[ "$TASK" = undefined ] && IN_ARRAY="" || IN_ARRAY=" task $TASK"
+say "job ${JOB_ID:-(not under Grid Engine)}$IN_ARRAY on $(hostname) at $(date '+%F %T')${RESTARTED:+, restarted=$RESTARTED}"
 
 # ------------------------------------------------------------------ HEC software (guarded)
 # The HEC: /etc/profile defines `module` and $global_storage; the anaconda module provides conda.
@@ -58,13 +84,78 @@ fi
 G=${global_storage:-}  # the HEC's per-user storage; all defaults below live there
 under_g() { if [ -n "$G" ]; then echo "$G/$1"; fi; }
 
+# ------------------------------------------------------------------ sweeps: qsub -t 1-N -v SWEEP=FILE
+# A sweep file (sweeps/*.tsv, tab-separated): a header of setting names, then one run a line; task N
+# takes run line N (# comments and blank lines do not count). A cell beats qsub -v; an empty cell, or
+# a setting with no column, leaves the -v value or the default. Every line is checked before any
+# training; DRY_RUN=1 outside an array job prints every task's command.
+SWEEP=${SWEEP:-}
+SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH SEED THRESHOLD TAXONOMY PRECISION
+                 CHECKPOINT_MINUTES CHECKPOINT_EVERY EXTRA_ARGS "
+cells() {  # LINE: split at tabs into CELLS, keeping empty cells (read -a would merge them)
+    local rest=$1; CELLS=()
+    while [[ $rest == *$'\t'* ]]; do CELLS+=("${rest%%$'\t'*}"); rest=${rest#*$'\t'}; done
+    CELLS+=("$rest")
+}
+if [ "$TASK" != undefined ]; then int SGE_TASK_ID 1; fi
+if [ -n "$SWEEP" ]; then
+    [ -f "$SWEEP" ] || die "SWEEP=$SWEEP: no such file (a path from the folder qsub ran in)"
+    HEADER=(); RUN_LINES=(); RUNS=(); n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1)); line=${line%$'\r'}
+        if [[ $line =~ ^[[:space:]]*(#|$) ]]; then continue; fi
+        cells "$line"; WHERE="$SWEEP line $n"
+        if [ ${#HEADER[@]} = 0 ]; then
+            HEADER=("${CELLS[@]}")
+            for name in "${HEADER[@]}"; do
+                [[ $SWEEP_SETTINGS == *" $name "* ]] || die "unknown setting '$name' (a sweep sets: $(echo $SWEEP_SETTINGS))"
+                [ "$(printf '%s\n' "${HEADER[@]}" | grep -cx "$name")" = 1 ] || die "$name is in the header twice"
+            done
+        else
+            [ ${#CELLS[@]} = ${#HEADER[@]} ] || die "${#CELLS[@]} cell(s) but the header has ${#HEADER[@]}"
+            for i in "${!HEADER[@]}"; do  # check each cell in a subshell: the settings stay untouched
+                if [ -n "${CELLS[i]}" ]; then ( printf -v "${HEADER[i]}" '%s' "${CELLS[i]}"; check "${HEADER[i]}" ) || exit 1; fi
+            done
+            RUN_LINES+=("$n"); RUNS+=("$line")
+        fi
+    done < "$SWEEP"
+    WHERE=""
+    [ ${#RUNS[@]} -gt 0 ] || die "SWEEP=$SWEEP has no run lines (a header of setting names, then one run a line)"
+    if [ "$TASK" = undefined ]; then
+        [ "${DRY_RUN:-0}" = 1 ] || die "SWEEP=$SWEEP has ${#RUNS[@]} run(s): submit an array job, qsub -t 1-${#RUNS[@]} -v SWEEP=$SWEEP $ME (or DRY_RUN=1 to print every task's command)"
+        for t in "${!RUNS[@]}"; do  # each task as the array job would run it
+            OUT=$(SGE_TASK_ID=$((t + 1)) DRY_RUN=1 bash "$0") || exit 1
+            say "task $((t + 1)) ($SWEEP line ${RUN_LINES[t]}): $(sed -n "s/^$ME: command: //p" <<< "$OUT")"
+        done
+        exit 0
+    fi
+    [ "$TASK" -le ${#RUNS[@]} ] || die "task $TASK, but SWEEP=$SWEEP has ${#RUNS[@]} run line(s) (the last on line ${RUN_LINES[-1]}): qsub -t 1-${#RUNS[@]}"
+    cells "${RUNS[TASK - 1]}"
+    for i in "${!HEADER[@]}"; do
+        if [ -n "${CELLS[i]}" ]; then printf -v "${HEADER[i]}" '%s' "${CELLS[i]}"; fi
+    done
+    say "task $TASK: $SWEEP line ${RUN_LINES[TASK - 1]}"
+fi
+# An array task writes RUN_NAME-taskN (SAVE_FP-taskN when SAVE_FP is given), so no two tasks share a
+# file. Seeds: SEED if set (qsub -v, or the sweep line), else 41 + the task ID (task 1: 42, the
+# default) in a plain array job, and 42 in a sweep.
+SUFFIX=""; DEFAULT_SEED=42
+if [ "$TASK" != undefined ]; then
+    SUFFIX=-task$TASK
+    if [ -z "$SWEEP" ]; then DEFAULT_SEED=$((41 + TASK)); fi
+    for v in METRICS_FILE PREDICTIONS_FILE PLOT_FILE; do
+        [ -z "${!v:-}" ] || die "$v is set, but in an array job every task writes its own beside SAVE_FP: leave $v unset"
+    done
+fi
+
 # ------------------------------------------------------------------ settings (qsub -v NAME=value)
 CODE_DIR=${CODE_DIR:-${SGE_O_WORKDIR:-$PWD}}          # where bert_model.py is (the folder qsub ran in)
 CONDA_ENV=${CONDA_ENV:-$(under_g conda_environments/py3.11-go-emotions)}  # made by install.com
 DATA_DIR=${DATA_DIR:-$(under_g data/go-emotions)}     # train.tsv dev.tsv test.tsv emotions.txt (+ .json)
 MODEL=${MODEL:-bert-base-uncased}                     # hub name (already in the cache) or a model folder
 MODEL_DIR=${MODEL_DIR:-$(under_g models/go-emotions)} # where the fine-tuned model goes
-RUN_NAME=${RUN_NAME:-$(basename "$MODEL")}
+RUN_NAME=${RUN_NAME:-$(basename "$MODEL")${SWEEP:+-$(basename "$SWEEP" .tsv)}}$SUFFIX
+SAVE_FP=${SAVE_FP:+$SAVE_FP$SUFFIX}
 SAVE_FP=${SAVE_FP:-${MODEL_DIR:+$MODEL_DIR/$RUN_NAME}} # the model folder; metrics etc. beside it
 METRICS_FILE=${METRICS_FILE:-${SAVE_FP:+$SAVE_FP.metrics.json}}
 PREDICTIONS_FILE=${PREDICTIONS_FILE:-${SAVE_FP:+$SAVE_FP.predictions.tsv}}
@@ -73,7 +164,7 @@ EPOCHS=${EPOCHS:-4}
 BATCH_SIZE=${BATCH_SIZE:-16}                          # per GPU
 LEARNING_RATE=${LEARNING_RATE:-5e-5}
 MAX_LENGTH=${MAX_LENGTH:-50}
-SEED=${SEED:-42}
+SEED=${SEED:-$DEFAULT_SEED}                          # see the seeds above
 THRESHOLD=${THRESHOLD:-0.3}
 TAXONOMY=${TAXONOMY:-original}                        # original | ekman | sentiment
 PRECISION=${PRECISION:-auto}                          # auto | fp32 | bf16 | fp16
@@ -99,14 +190,10 @@ HF_HUB_CACHE=${HF_HUB_CACHE:-$HOME/.cache/huggingface/hub}  # huggingface_hub's 
 export HF_HUB_CACHE HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 # ------------------------------------------------------------------ check the settings
-need() { [ -n "${!1}" ] || die "$1 is not set and \$global_storage is not set (the HEC sets it): qsub -v $1=..."; }
-int() { [[ ${!1} =~ ^[0-9]+$ ]] && [ "${!1}" -ge "$2" ] || die "$1=${!1} is not a whole number >= $2"; }
-num() { [[ ${!1} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || die "$1=${!1} is not a number"; }
 for v in DATA_DIR SAVE_FP; do need $v; done
-int EPOCHS 1; int BATCH_SIZE 1; int MAX_LENGTH 8; int SEED 0; int CHECKPOINT_EVERY 0
-num LEARNING_RATE; num THRESHOLD; num CHECKPOINT_MINUTES
-case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac
-case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac
+for v in EPOCHS BATCH_SIZE MAX_LENGTH SEED CHECKPOINT_EVERY LEARNING_RATE THRESHOLD CHECKPOINT_MINUTES TAXONOMY PRECISION; do
+    check $v
+done
 case $DEVICE in cuda) DEVICE_FLAG=(--cuda) ;; cpu) DEVICE_FLAG=() ;; *) die "DEVICE=$DEVICE: use cuda or cpu";; esac
 [ -f "$CODE_DIR/bert_model.py" ] || die "no bert_model.py in CODE_DIR=$CODE_DIR: qsub from the project folder, or -v CODE_DIR=..."
 for f in train.tsv dev.tsv test.tsv emotions.txt; do
@@ -114,14 +201,31 @@ for f in train.tsv dev.tsv test.tsv emotions.txt; do
 done
 
 # The GPU count: what Grid Engine granted (-l ngpus=N), unless NGPUS says otherwise.
-GRANTED=""
-if [ -n "${JOB_ID:-}" ] && command -v qstat >/dev/null 2>&1; then
-    GRANTED=$(qstat -j "$JOB_ID" 2>/dev/null | sed -n 's/^hard resource_list:.*ngpus=\([0-9][0-9]*\).*/\1/p' | head -n 1)
-fi
+GRANTED=$(granted ngpus)
 if [ -z "$NGPUS" ]; then NGPUS=${GRANTED:-1}; fi
 int NGPUS 1
 if [ -n "$GRANTED" ] && [ "$NGPUS" != "$GRANTED" ]; then
     die "NGPUS=$NGPUS but the job was granted -l ngpus=$GRANTED: submit with qsub -l ngpus=$NGPUS instead"
+fi
+
+# CPU threads per process: torch's default is one per core of the node, not the CPUs granted. Unless
+# OMP_NUM_THREADS is set (qsub -v OMP_NUM_THREADS=N), the CPUs granted: the -l ncpus=N request, else
+# NSLOTS (the slots of a -pe request; 1 without one), at most the cores nproc sees, shared among the
+# NGPUS processes (at least 1 each). MKL_NUM_THREADS follows unless set. Not under Grid Engine:
+# torch's default (a laptop owns its cores).
+if [ -n "${OMP_NUM_THREADS:-}" ]; then
+    int OMP_NUM_THREADS 1; WHY="OMP_NUM_THREADS given"
+elif [ -n "${JOB_ID:-}" ]; then
+    CPUS=$(granted ncpus); WHY="-l ncpus=$CPUS granted"
+    if [ -z "$CPUS" ]; then CPUS=${NSLOTS:-1}; WHY="NSLOTS=$CPUS, no -l ncpus request"; fi
+    if [ "$CPUS" -gt "$(nproc)" ]; then CPUS=$(nproc); WHY="$WHY, $CPUS cores here"; fi
+    OMP_NUM_THREADS=$(( CPUS / NGPUS > 1 ? CPUS / NGPUS : 1 )); WHY="$WHY, $NGPUS process(es)"
+fi
+if [ -n "${OMP_NUM_THREADS:-}" ]; then
+    export OMP_NUM_THREADS MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
+    say "CPU threads: OMP_NUM_THREADS=$OMP_NUM_THREADS MKL_NUM_THREADS=$MKL_NUM_THREADS per process ($WHY)"
+else
+    say "CPU threads: torch's default (not under Grid Engine, OMP_NUM_THREADS unset)"
 fi
 
 # Python: the given one, else the conda environment install.com made.

@@ -8,9 +8,11 @@ the chain install -> download -> train with -hold_jid, a requeue on exit 99, tor
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +41,8 @@ JOB_VARS = ("global_storage", "CODE_DIR", "CONDA_ENV", "CONDA_MODULE", "PYTHON",
             "CHECKPOINT_EVERY", "CHECKPOINT_MINUTES", "DEVICE", "EXTRA_ARGS", "DRY_RUN", "NGPUS", "HF_HOME",
             "HF_HUB_CACHE",
             "TRANSFORMERS_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "JOB_ID", "SGE_O_WORKDIR", "ENV_FILE",
-            "REQUIREMENTS", "DOWNLOAD_RETRIES", "GOEMOTIONS_BASE_URL")
+            "REQUIREMENTS", "DOWNLOAD_RETRIES", "GOEMOTIONS_BASE_URL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NSLOTS",
+            "SGE_TASK_ID", "SWEEP", "RESTARTED")
 
 
 def job(name: str, timeout: float = 120, **settings: str | Path) -> subprocess.CompletedProcess[str]:
@@ -174,6 +177,8 @@ def test_legacy_transformers_cache_of_the_original_readme_still_works(name: str,
     ("PRECISION", "fp8", "PRECISION=fp8: use auto, fp32, bf16 or fp16"),
     ("DEVICE", "tpu", "DEVICE=tpu: use cuda or cpu"),
     ("NGPUS", "0", "NGPUS=0 is not a whole number >= 1"),
+    ("OMP_NUM_THREADS", "all", "OMP_NUM_THREADS=all is not a whole number >= 1"),
+    ("SGE_TASK_ID", "x", "SGE_TASK_ID=x is not a whole number >= 1"),
     ("DATA_DIR", "/nonexistent/go-emotions", "no train.tsv in DATA_DIR=/nonexistent/go-emotions: run "
                                              "download_model_data.com first"),
     ("CODE_DIR", "/tmp", "no bert_model.py in CODE_DIR=/tmp: qsub from the project folder"),
@@ -249,9 +254,134 @@ def test_training_job_reports_the_gpus_and_the_training_summary(hec: Path, tiny_
         assert save.with_name(save.name + suffix).exists(), suffix
 
 
+def test_outside_grid_engine_torch_keeps_its_thread_default_unless_told(hec: Path):
+    r = job("run_transformer_model.com", global_storage=hec, PYTHON=VENV_PYTHON, DRY_RUN=1)
+    assert "run_transformer_model.com: CPU threads: torch's default (not under Grid Engine, OMP_NUM_THREADS " \
+           "unset)" in r.stdout
+    r = job("run_transformer_model.com", global_storage=hec, PYTHON=VENV_PYTHON, DRY_RUN=1, OMP_NUM_THREADS=3)
+    assert "run_transformer_model.com: CPU threads: OMP_NUM_THREADS=3 MKL_NUM_THREADS=3 per process " \
+           "(OMP_NUM_THREADS given)" in r.stdout
+    for name in ("install.com", "download_model_data.com"):
+        assert "CPU threads" not in job(name, PYTHON=VENV_PYTHON, CODE_DIR=hec).stdout
+        one_error(job(name, PYTHON=VENV_PYTHON, OMP_NUM_THREADS="0"), name, "OMP_NUM_THREADS=0 is not a whole number")
+
+
 def test_download_job_bad_setting(hec: Path):
     one_error(job("download_model_data.com", global_storage=hec, PYTHON=VENV_PYTHON, DOWNLOAD_RETRIES="many"),
               "download_model_data.com", "DOWNLOAD_RETRIES=many is not a whole number")
+
+
+# =========================================================================== 2b. array tasks, sweeps (no Grid Engine)
+
+
+def task(settings: dict[str, str | Path], task_id: int | str | None = None) -> subprocess.CompletedProcess[str]:
+    extra = {} if task_id is None else {"SGE_TASK_ID": str(task_id)}
+    return job("run_transformer_model.com", **{"PYTHON": VENV_PYTHON, "DRY_RUN": "1", **settings, **extra})
+
+
+def test_an_array_task_takes_seed_41_plus_its_id_and_its_own_run_name(hec: Path, tmp_path: Path):
+    plain = command_of(task({"global_storage": hec}).stdout)
+    assert command_of(task({"global_storage": hec}, "undefined").stdout) == plain  # not an array job: as before
+    save = hec / "models" / "go-emotions"
+    cmd = command_of(task({"global_storage": hec}, 3).stdout)
+    assert cmd == plain.replace("--seed 42", "--seed 44").replace(f"{save}/bert-base-uncased",
+                                                                  f"{save}/bert-base-uncased-task3")
+    assert "--seed 7 " in command_of(task({"global_storage": hec, "SEED": 7}, 3).stdout)  # SEED wins
+    cmd = command_of(task({"global_storage": hec, "RUN_NAME": "lr3", "PLOT_FILE": ""}, 2).stdout)
+    assert f"{save}/lr3-task2 " in cmd and "--plot-file" not in cmd
+    cmd = command_of(task({"global_storage": hec, "SAVE_FP": tmp_path / "m"}, 2).stdout)
+    assert f"{tmp_path}/m-task2 " in cmd and f"--metrics-file {tmp_path}/m-task2.metrics.json" in cmd
+    one_error(task({"global_storage": hec, "METRICS_FILE": tmp_path / "m.json"}, 2), "run_transformer_model.com",
+              "METRICS_FILE is set, but in an array job every task writes its own beside SAVE_FP: leave "
+              "METRICS_FILE unset")
+
+
+def write_sweep(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_a_sweep_task_runs_its_line_and_dry_run_lists_every_task(hec: Path, tmp_path: Path):
+    sweep = write_sweep(tmp_path / "lr.tsv", "# learning rates", "MODEL\tLEARNING_RATE\tSEED\tEXTRA_ARGS",
+                        "acme/a\t3e-5\t\t--max-train-examples 64", "", "acme/b\t\t7\t--log-every 5,10\r")
+    settings = {"global_storage": hec, "SWEEP": sweep, "EPOCHS": "2", "LEARNING_RATE": "1e-4", "MODEL": "acme/c"}
+    save = hec / "models" / "go-emotions"
+    r = task(settings, 2)
+    assert r.returncode == 0, r.stderr
+    assert f"run_transformer_model.com: task 2: {sweep} line 5" in r.stdout
+    cmd = command_of(r.stdout)  # the line's cells beat -v; an empty cell leaves -v; seed 42 unless the line sets it
+    assert f"{save}/b-lr-task2 --transformer-model acme/b --epochs 2 --batch-size 16 --learning-rate 1e-4 " in cmd
+    assert "--seed 7 " in cmd and shlex.split(cmd)[-2:] == ["--log-every", "5,10"]  # a comma: fine in a sweep
+    r = task(settings)  # DRY_RUN=1, not an array job: every task's command
+    assert r.returncode == 0, r.stderr
+    listed = re.findall(r"^run_transformer_model\.com: task (\d) \((\S+) line (\d)\): (.*)$", r.stdout, re.M)
+    assert [t[:3] for t in listed] == [("1", str(sweep), "3"), ("2", str(sweep), "5")]
+    assert "--seed 42 " in listed[0][3] and "--learning-rate 3e-5 " in listed[0][3] and f"{save}/a-lr-task1 " in \
+        listed[0][3]
+    assert listed[1][3] == cmd
+
+
+@pytest.mark.parametrize(("lines", "task_id", "message"), [
+    (["MODEL\tSEEDS", "x\t1"], 1, "{f} line 1: unknown setting 'SEEDS' (a sweep sets: MODEL RUN_NAME EPOCHS"),
+    (["# c", "SEED\tSEED", "1\t2"], 1, "{f} line 2: SEED is in the header twice"),
+    (["MODEL\tEPOCHS", "x\t2", "y\tfour"], 1, "{f} line 3: EPOCHS=four is not a whole number >= 1"),
+    (["TAXONOMY", "ekman", "plutchik"], 1, "{f} line 3: TAXONOMY=plutchik: use original, ekman or sentiment"),
+    (["MODEL\tEPOCHS", "x\t2\t3"], 1, "{f} line 2: 3 cell(s) but the header has 2"),
+    (["SEED", "1", "", "2"], 3, "task 3, but SWEEP={f} has 2 run line(s) (the last on line 4): qsub -t 1-2"),
+    (["SEED"], 1, "SWEEP={f} has no run lines"),
+    (["SEED", "1", "2"], None, "SWEEP={f} has 2 run(s): submit an array job, qsub -t 1-2 -v SWEEP={f} "
+                               "run_transformer_model.com (or DRY_RUN=1 to print every task's command)"),
+])
+def test_bad_sweep_input_is_one_line_naming_the_file_and_line(hec: Path, tmp_path: Path, lines: list[str],
+                                                              task_id: int | None, message: str):
+    sweep = write_sweep(tmp_path / "bad.tsv", *lines)
+    settings = {"global_storage": hec, "SWEEP": sweep, "DRY_RUN": "0" if task_id is None else "1"}
+    r = task(settings, task_id)
+    one_error(r, "run_transformer_model.com", message.format(f=sweep))
+    assert "command:" not in r.stdout
+    one_error(task({"global_storage": hec, "SWEEP": tmp_path / "none.tsv"}, 1), "run_transformer_model.com",
+              f"SWEEP={tmp_path}/none.tsv: no such file")
+
+
+def test_the_shipped_sweep_files_are_valid(hec: Path):
+    sweeps = sorted((ROOT / "sweeps").glob("*.tsv"))
+    assert {p.name for p in sweeps} >= {"seeds.tsv", "taxonomies.tsv", "models.tsv"}
+    listed = {}
+    for sweep in sweeps:
+        r = task({"global_storage": hec, "SWEEP": sweep.relative_to(ROOT)})
+        assert r.returncode == 0, (sweep, r.stderr)
+        listed[sweep.name] = re.findall(r"^run_transformer_model\.com: task \d+ \(.*?\): (.*)$", r.stdout, re.M)
+    assert [re.search(r"--seed (\d+)", c)[1] for c in listed["seeds.tsv"]] == ["42", "43", "44", "45", "46"]
+    assert [re.search(r"--taxonomy (\w+)", c)[1] for c in listed["taxonomies.tsv"]] == ["original", "ekman",
+                                                                                        "sentiment"]
+    models = [re.search(r"--transformer-model (\S+)", c)[1] for c in listed["models.tsv"]]
+    assert {"bert-base-uncased", "roberta-base"} <= set(models) and len(set(models)) == len(models) >= 4
+    assert all("--seed 42 " in c for c in listed["models.tsv"] + listed["taxonomies.tsv"])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_sweep_runs_every_line_on_this_machine(goemotions_dir: Path, tiny_bert: Path, tmp_path: Path):
+    """The laptop's way: make sweep runs the lines SWEEP_JOBS at a time, as the array job's tasks."""
+    sweep = write_sweep(tmp_path / "two.tsv", "SEED\tTAXONOMY", "\tekman", "5\t")
+    out, data = tmp_path / "runs", tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in JOB_VARS}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    make = ["make", "-s", "sweep", f"VENV={Path(VENV_PYTHON).parent.parent}", f"DATA_DIR={data}",
+            f"DATA_MIRROR={goemotions_dir}", f"SWEEP={sweep}", f"SWEEP_DIR={out}", f"MODEL={tiny_bert}", "EPOCHS=1",
+            "TRAIN_ARGS=--max-train-examples 32 --precision fp32"]
+    r = subprocess.run([*make, "DRY_RUN=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(re.findall(r"^run_transformer_model\.com: task \d \(", r.stdout, re.M)) == 2 and not out.exists()
+    r = subprocess.run([*make, "SWEEP_JOBS=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "run_sweep.sh: 2 runs at a time: OMP_NUM_THREADS=1 each" in r.stdout
+    assert f"run_sweep.sh: all 2 task(s) of {sweep} done" in r.stdout
+    args = [json.loads((out / f"{tiny_bert.name}-two-task{t}.metrics.json").read_text())["args"] for t in (1, 2)]
+    assert [(a["seed"], a["taxonomy"], a["epochs"]) for a in args] == [(42, "ekman", 1), (5, "original", 1)]
+    for t in (1, 2):
+        assert (out / f"{tiny_bert.name}-two-task{t}" / "model.safetensors").exists()
+        log = (out / f"two-task{t}.log").read_text()
+        assert "bert_model.py: 1 CPU thread(s) per process (OMP_NUM_THREADS=1), 1 process(es)" in log
 
 
 # =========================================================================== 3. under Grid Engine
@@ -290,6 +420,9 @@ def test_the_hec_chain_under_grid_engine(sge: GridEngine, hub: HubStandIn, tiny_
     assert sge.time(download, "start_time") >= sge.time(install, "end_time")
     assert sge.time(train, "start_time") >= sge.time(download, "end_time")
     assert "all requirements met" in log_install
+    # serial jobs without -pe or -l ncpus: NSLOTS=1, one thread
+    for name, log in (("install.com", log_install), ("download_model_data.com", log_download)):
+        assert f"{name}: CPU threads: OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" in log, log[-3000:]
     # the download job: the data passes its checksums, the model is in the cache, PyTorch files only
     data = g / "data" / "go-emotions"
     assert {name: sha256(data / name) for name in SHA256} == SHA256
@@ -340,15 +473,46 @@ def test_the_gpu_count_comes_from_the_ngpus_request(sge: GridEngine, hec: Path, 
            "ngpus=2 instead" in sge.log(logs, "run-transformer-model", clash)
 
 
-def job_shell(job_id: int) -> int:
-    """PID of the shell running this Grid Engine job's script: it leads the job's process group."""
+@pytest.mark.sge
+def test_a_job_uses_the_cpus_it_was_granted(sge: GridEngine, hec: Path, tiny_bert: Path, tmp_path: Path):
+    """Issue 12: 1 CPU granted -> 1 thread; the user's OMP_NUM_THREADS wins; torchrun's 2 processes on a
+    2-CPU grant get 1 each. Real tiny trainings: bert_model.py's first line reports what torch uses."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    settings = job_settings(global_storage=hec, MODEL=tiny_bert, DEVICE="cpu", EPOCHS=1, PRECISION="fp32",
+                            PLOT_FILE="", EXTRA_ARGS="--max-train-examples 32", HF_HUB_CACHE=tmp_path / "cache")
+    runs = {
+        "granted 1": (["-l", "ncpus=1"], {"RUN_NAME": "a"}),
+        "user's 2": (["-l", "ncpus=1"], {"RUN_NAME": "b", "OMP_NUM_THREADS": 2}),
+        "torchrun": (["-l", "ngpus=2", "-l", "ncpus=2"], {"RUN_NAME": "c", "BATCH_SIZE": 8}),
+    }
+    ids = {k: sge.qsub("run_transformer_model.com", *opts, log_dir=logs, env={**settings, **extra})
+           for k, (opts, extra) in runs.items()}
+    log = {}
+    for k, j in ids.items():
+        rec = sge.wait(j, timeout=300)[-1]
+        log[k] = sge.log(logs, "run-transformer-model", j)
+        assert rec["exit_status"] == "0", log[k][-3000:]
+    job_line = "run_transformer_model.com: CPU threads: OMP_NUM_THREADS={n} MKL_NUM_THREADS={n} per process ({why})"
+    assert job_line.format(n=1, why="-l ncpus=1 granted, 1 process(es)") in log["granted 1"]
+    assert "bert_model.py: 1 CPU thread(s) per process (OMP_NUM_THREADS=1), 1 process(es)" in log["granted 1"]
+    assert job_line.format(n=2, why="OMP_NUM_THREADS given") in log["user's 2"]
+    assert "bert_model.py: 2 CPU thread(s) per process (OMP_NUM_THREADS=2), 1 process(es)" in log["user's 2"]
+    assert job_line.format(n=1, why="-l ncpus=2 granted, 2 process(es)") in log["torchrun"]
+    assert "bert_model.py: 1 CPU thread(s) per process (OMP_NUM_THREADS=1), 2 process(es)" in log["torchrun"]
+
+
+def job_shell(job_id: int, task_id: int | None = None) -> int:
+    """PID of the shell running this Grid Engine job's script (of this task of an array job): it leads the
+    job's process group. All tasks of an array job run the same script file; their environments differ."""
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and f"job_scripts/{job_id}".encode() in (proc / "cmdline").read_bytes():
-                return int(proc.name)
+                if task_id is None or f"SGE_TASK_ID={task_id}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    return int(proc.name)
         except OSError:
             continue
-    raise AssertionError(f"no process runs the script of job {job_id}")
+    raise AssertionError(f"no process runs the script of job {job_id}" + (f" task {task_id}" if task_id else ""))
 
 
 @pytest.mark.sge
@@ -391,3 +555,41 @@ def test_without_grid_engine_the_job_tests_skip_except_in_ci(ci: str, outcome: s
         assert "Grid Engine tests must run in CI: qstat -f fails" in r.stdout
     else:
         assert "start one with `sudo bash tests/sge/setup_sge.sh start`" in r.stdout
+
+
+@pytest.mark.sge
+def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, goemotions_dir: Path,
+                                                                tiny_bert: Path, tmp_path: Path):
+    """qsub -t 1-3: three seeds, each task its own run; task 2 is signalled mid-epoch (as s_rt does), exits
+    99 and is rerun from its checkpoint by Grid Engine, while tasks 1 and 3 never notice."""
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 640, "dev": 48, "test": 48})
+    logs, models = tmp_path / "logs", tmp_path / "models"
+    logs.mkdir()
+    j = sge.qsub("run_transformer_model.com", "-t", "1-3", "-l", "ncpus=1", log_dir=logs, env=job_settings(
+        DATA_DIR=data, MODEL_DIR=models, MODEL=tiny_bert, DEVICE="cpu", EPOCHS=1, PRECISION="fp32", PLOT_FILE="",
+        HF_HUB_CACHE=tmp_path / "cache"))
+
+    def log(t: int) -> str:
+        return sge.log(logs, "run-transformer-model", f"{j}.{t}")  # type: ignore[arg-type]
+
+    deadline = time.monotonic() + 240
+    while "epoch 1/1" not in log(2):  # task 2's training loop has started
+        assert time.monotonic() < deadline and sge.running(j), log(2)
+        time.sleep(0.2)
+    os.killpg(job_shell(j, 2), signal.SIGUSR1)  # as Grid Engine does: to that task's whole process group
+    records = sge.wait(j, timeout=400, records=4)
+    runs = sorted((int(r["taskid"]), r["exit_status"], r["failed"].split()[0]) for r in records)
+    assert runs == [(1, "0", "0"), (2, "0", "0"), (2, "99", "25"), (3, "0", "0")], [log(t)[-2000:] for t in (1, 2, 3)]
+    name = tiny_bert.name
+    assert re.search(rf"^resumed from \S*/{name}-task2\.checkpoint\.pt: epoch 1, step \d+ of 40$", log(2), re.M)
+    assert re.search(rf"^run_transformer_model\.com: job {j} task 2 on .*, restarted=1$", log(2), re.M)
+    for t in (1, 3):
+        assert "restarted=1" not in log(t) and "resumed from" not in log(t), log(t)[-2000:]
+    metrics = [json.loads((models / f"{name}-task{t}.metrics.json").read_text()) for t in (1, 2, 3)]
+    assert [m["args"]["seed"] for m in metrics] == [42, 43, 44]
+    assert [m["args"]["save_fp"] for m in metrics] == [str(models / f"{name}-task{t}") for t in (1, 2, 3)]
+    predictions = {(models / f"{name}-task{t}.predictions.tsv").read_bytes() for t in (1, 2, 3)}
+    assert len(predictions) == 3  # three seeds, three different models
+    for t in (1, 2, 3):
+        assert (models / f"{name}-task{t}" / "model.safetensors").exists()
+        assert not (models / f"{name}-task{t}.requeue").exists()
