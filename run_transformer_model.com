@@ -26,7 +26,8 @@
 # job each task has its own run folder, checkpoint and marker, and Grid Engine requeues that task alone.
 #
 # CPU threads: OMP_NUM_THREADS (and MKL_NUM_THREADS) per process are the CPUs granted (-l ncpus=N, else
-# the NSLOTS of a -pe request) shared among the torchrun processes, unless set with qsub -v.
+# the NSLOTS of a -pe request) shared among the torchrun processes, unless set with qsub -v
+# (docs/hec.md, "CPU threads"). Arrays of seeds and sweeps: docs/experiments.md.
 #
 #$ -S /bin/bash
 #$ -q short
@@ -88,7 +89,7 @@ under_g() { if [ -n "$G" ]; then echo "$G/$1"; fi; }
 # A sweep file (sweeps/*.tsv, tab-separated): a header of setting names, then one run a line; task N
 # takes run line N (# comments and blank lines do not count). A cell beats qsub -v; an empty cell, or
 # a setting with no column, leaves the -v value or the default. Every line is checked before any
-# training; DRY_RUN=1 outside an array job prints every task's command.
+# training; DRY_RUN=1 outside an array job prints every task's command. See docs/experiments.md.
 SWEEP=${SWEEP:-}
 SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH SEED THRESHOLD TAXONOMY PRECISION
                  CHECKPOINT_MINUTES CHECKPOINT_EVERY EXTRA_ARGS "
@@ -130,11 +131,11 @@ if [ -n "$SWEEP" ]; then
         exit 0
     fi
     [ "$TASK" -le ${#RUNS[@]} ] || die "task $TASK, but SWEEP=$SWEEP has ${#RUNS[@]} run line(s) (the last on line ${RUN_LINES[-1]}): qsub -t 1-${#RUNS[@]}"
-    cells "${RUNS[TASK - 1]}"
+    cells "${RUNS[TASK - 1]}"; SET=""
     for i in "${!HEADER[@]}"; do
-        if [ -n "${CELLS[i]}" ]; then printf -v "${HEADER[i]}" '%s' "${CELLS[i]}"; fi
+        if [ -n "${CELLS[i]}" ]; then printf -v "${HEADER[i]}" '%s' "${CELLS[i]}"; SET="$SET ${HEADER[i]}=${CELLS[i]}"; fi
     done
-    say "task $TASK: $SWEEP line ${RUN_LINES[TASK - 1]}"
+    say "task $TASK: $SWEEP line ${RUN_LINES[TASK - 1]}:${SET:- (no cells set)}"
 fi
 # An array task writes RUN_NAME-taskN (SAVE_FP-taskN when SAVE_FP is given), so no two tasks share a
 # file. Seeds: SEED if set (qsub -v, or the sweep line), else 41 + the task ID (task 1: 42, the
