@@ -557,6 +557,38 @@ def test_without_grid_engine_the_job_tests_skip_except_in_ci(ci: str, outcome: s
         assert "start one with `sudo bash tests/sge/setup_sge.sh start`" in r.stdout
 
 
+def task_log(log_dir: Path, job_id: int, task_id: int) -> str:
+    """The log of one task of an array job: NAME.o<JOB_ID>.<TASK>."""
+    path = log_dir / f"run-transformer-model.o{job_id}.{task_id}"
+    return path.read_text(errors="replace") if path.exists() else f"(no log {path})"
+
+
+@pytest.mark.sge
+def test_a_sweep_array_job_gives_each_task_its_line(sge: GridEngine, hec: Path, tmp_path: Path):
+    """qsub -t 1-4 -v SWEEP=... on a 3-line sweep (DRY_RUN): tasks 1-3 print their line's command, task 4 fails
+    with one line; a plain job with DRY_RUN=1 lists all three."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    sweep = write_sweep(tmp_path / "tax.tsv", "TAXONOMY\tSEED", "original\t", "ekman\t5", "sentiment\t")
+    settings = job_settings(global_storage=hec, DRY_RUN=1, SWEEP=sweep)
+    j = sge.qsub("run_transformer_model.com", "-t", "1-4", log_dir=logs, env=settings)
+    plain = sge.qsub("run_transformer_model.com", log_dir=logs, env=settings)
+    records = sge.wait(j, timeout=120, records=4)
+    sge.wait(plain, timeout=120)
+    assert sorted((int(r["taskid"]), r["exit_status"]) for r in records) == [(1, "0"), (2, "0"), (3, "0"), (4, "1")]
+    commands = [command_of(task_log(logs, j, t)) for t in (1, 2, 3)]
+    save = hec / "models" / "go-emotions"
+    assert [re.search(r"--taxonomy (\w+) ", c)[1] for c in commands] == ["original", "ekman", "sentiment"]
+    assert [re.search(r"--seed (\d+) ", c)[1] for c in commands] == ["42", "5", "42"]
+    assert [f"{save}/bert-base-uncased-tax-task{t} " in c for t, c in enumerate(commands, 1)] == [True] * 3
+    log4 = task_log(logs, j, 4)
+    assert log4.strip().splitlines()[-1] == (f"run_transformer_model.com: error: task 4, but SWEEP={sweep} has 3 run "
+                                             "line(s) (the last on line 4): qsub -t 1-3")
+    listed = re.findall(r"^run_transformer_model\.com: task (\d) \(.*?\): (.*)$",
+                        sge.log(logs, "run-transformer-model", plain), re.M)
+    assert listed == [(str(t), c) for t, c in enumerate(commands, 1)]
+
+
 @pytest.mark.sge
 def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, goemotions_dir: Path,
                                                                 tiny_bert: Path, tmp_path: Path):
@@ -570,7 +602,7 @@ def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, 
         HF_HUB_CACHE=tmp_path / "cache"))
 
     def log(t: int) -> str:
-        return sge.log(logs, "run-transformer-model", f"{j}.{t}")  # type: ignore[arg-type]
+        return task_log(logs, j, t)
 
     deadline = time.monotonic() + 240
     while "epoch 1/1" not in log(2):  # task 2's training loop has started
@@ -593,3 +625,9 @@ def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, 
     for t in (1, 2, 3):
         assert (models / f"{name}-task{t}" / "model.safetensors").exists()
         assert not (models / f"{name}-task{t}.requeue").exists()
+    # compare_runs.py sees three runs that differ only by seed: one group of 3
+    r = subprocess.run([VENV_PYTHON, str(ROOT / "compare_runs.py"), str(models), "--format", "json"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    groups = json.loads(r.stdout)["groups"]
+    assert [(g["n_runs"], sorted(run["seed"] for run in g["runs"])) for g in groups] == [(3, [42, 43, 44])]
