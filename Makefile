@@ -9,14 +9,30 @@ PY       := $(VENV)/bin/python
 DATA_DIR ?= data
 # A mirror of google-research's goemotions/data/: an http(s):// or file:// URL, or a plain folder.
 DATA_MIRROR ?=
-# A hub model name, or a local Hugging Face model folder (offline use).
-MODEL    ?= bert-base-uncased
-OUT_DIR  ?= runs/$(notdir $(MODEL))
-EPOCHS   ?= 4
-# Anything else for bert_model.py, e.g. TRAIN_ARGS="--batch-size 32 --max-train-examples 2000"
+# --cuda when PyTorch sees a GPU, else CPU (asked once, when first needed: after the venv exists).
+CUDA     = $(eval CUDA := $(shell $(PY) -c "import torch; print('--cuda' if torch.cuda.is_available() else '')"))$(CUDA)
+# RECIPE=paper: the paper's (BERT-base, 4 epochs, batch 16, lr 5e-5), for a GPU.
+# RECIPE=cpu: the CPU recipe (docs/training.md#the-cpu-recipe): all-MiniLM-L6-v2, 1 epoch, batch 32, lr 1e-4,
+# the new head at 3e-3 starting from the label frequencies; above the paper's macro F1 in minutes on 2 cores.
+# Default: paper where PyTorch sees a GPU, cpu elsewhere (never a silent many-hour BERT-base run on a CPU).
+RECIPE   ?= $(if $(CUDA),paper,cpu)
+CPU_RECIPE_ARGS := --batch-size 32 --learning-rate 1e-4 --head-learning-rate 3e-3 --init-bias-from-prior
+# A hub model name, or a local Hugging Face model folder (offline use); default: the recipe's.
+MODEL    ?=
+EPOCHS   ?=
+RUN_MODEL  = $(or $(MODEL),$(if $(filter cpu,$(RECIPE)),sentence-transformers/all-MiniLM-L6-v2,bert-base-uncased))
+RUN_EPOCHS = $(or $(EPOCHS),$(if $(filter cpu,$(RECIPE)),1,4))
+# The run folder: the model's name (for a folder called model, its parent's), then the recipe.
+model_path = $(patsubst %/,%,$(RUN_MODEL))
+RUN_NAME = $(notdir $(if $(filter model,$(notdir $(model_path))),$(patsubst %/,%,$(dir $(model_path))),$(model_path)))-$(RECIPE)
+OUT_DIR  ?= runs/$(RUN_NAME)
+CPU_NOTE = make run: no GPU, so the CPU recipe: minutes on 2 cores (docs/training.md); \
+	RECIPE=paper runs the paper's BERT-base recipe instead (hours on a CPU)
+PAPER_ON_CPU = make run: warning: the paper's recipe on a CPU: $(RUN_EPOCHS) epochs of $(RUN_MODEL) take hours \
+	(BERT-base: about 28 minutes an epoch on 2 cores, an estimate from bench/RESULTS.md's throughput); \
+	RECIPE=cpu is the CPU recipe (minutes)
+# Anything else for bert_model.py (after the recipe's, so it wins), e.g. TRAIN_ARGS="--max-train-examples 2000"
 TRAIN_ARGS ?=
-# --cuda when PyTorch sees a GPU, else CPU.
-CUDA     = $(shell $(PY) -c "import torch; print('--cuda' if torch.cuda.is_available() else '')")
 
 # make sweep SWEEP=sweeps/NAME.tsv: every run line of a sweep file on this machine, as the HEC's array
 # job runs them (docs/experiments.md); SWEEP_JOBS at a time, outputs and logs in SWEEP_DIR. Also
@@ -40,13 +56,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
+	@echo "make run: RECIPE=$(RECIPE): $(RUN_MODEL), $(RUN_EPOCHS) epoch(s) on $(if $(CUDA),the GPU,the CPU) -> $(OUT_DIR)"
+	@$(if $(filter-out paper cpu,$(RECIPE)),$(error RECIPE=$(RECIPE): expected paper or cpu))
+	@$(if $(CUDA),true,echo "$(if $(filter cpu,$(RECIPE)),$(CPU_NOTE),$(PAPER_ON_CPU))")
 	$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR))
 	$(PY) data_analysis.py $(DATA_DIR)
-	$(PY) download_transformer_model.py --transformer-model $(MODEL)
+	$(PY) download_transformer_model.py --transformer-model $(RUN_MODEL)
 	$(PY) bert_model.py $(DATA_DIR)/train.tsv $(DATA_DIR)/dev.tsv $(DATA_DIR)/test.tsv \
-		$(DATA_DIR)/emotions.txt $(OUT_DIR)/model --transformer-model $(MODEL) --epochs $(EPOCHS) \
+		$(DATA_DIR)/emotions.txt $(OUT_DIR)/model --transformer-model $(RUN_MODEL) --epochs $(RUN_EPOCHS) \
 		--metrics-file $(OUT_DIR)/metrics.json --predictions-file $(OUT_DIR)/predictions.tsv \
-		$(CUDA) $(TRAIN_ARGS)
+		$(CUDA) $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS)) $(TRAIN_ARGS)
 
 .PHONY: sweep
 sweep: $(VENV)/.installed
