@@ -69,6 +69,7 @@ run: $(VENV)/.installed
 
 .PHONY: sweep
 sweep: $(VENV)/.installed
+	@test -n '$(SWEEP)' || { echo "make sweep: error: SWEEP is not set: make sweep SWEEP=sweeps/NAME.tsv" >&2; exit 1; }
 	$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR))
 	SWEEP='$(SWEEP)' JOBS='$(SWEEP_JOBS)' TASKS='$(SWEEP_TASKS)' MODEL_DIR='$(SWEEP_DIR)' DATA_DIR='$(DATA_DIR)' \
 		PYTHON='$(abspath $(PY))' MODEL='$(MODEL)' EPOCHS='$(EPOCHS)' EXTRA_ARGS='$(TRAIN_ARGS)' \

@@ -369,6 +369,13 @@ def test_make_sweep_runs_every_line_on_this_machine(goemotions_dir: Path, tiny_b
     make = ["make", "-s", "sweep", f"VENV={Path(VENV_PYTHON).parent.parent}", f"DATA_DIR={data}",
             f"DATA_MIRROR={goemotions_dir}", f"SWEEP={sweep}", f"SWEEP_DIR={out}", f"MODEL={tiny_bert}", "EPOCHS=1",
             "TRAIN_ARGS=--max-train-examples 32 --precision fp32"]
+    r = subprocess.run([m for m in make if not m.startswith("SWEEP=")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0 and "make sweep: error: SWEEP is not set" in r.stderr and not data.exists()
+    bad = write_sweep(tmp_path / "bad.tsv", "SEED", "x")
+    r = subprocess.run([*make, f"SWEEP={bad}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert f"run_transformer_model.com: error: {bad} line 2: SEED=x is not a whole number >= 0" in r.stderr
+    assert r.returncode != 0 and not out.exists()
     r = subprocess.run([*make, "DRY_RUN=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert len(re.findall(r"^run_transformer_model\.com: task \d \(", r.stdout, re.M)) == 2 and not out.exists()
