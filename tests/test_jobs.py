@@ -601,12 +601,13 @@ def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, 
                                                                 tiny_bert: Path, tmp_path: Path):
     """qsub -t 1-3: three seeds, each task its own run; task 2 is signalled mid-epoch (as s_rt does), exits
     99 and is rerun from its checkpoint by Grid Engine, while tasks 1 and 3 never notice."""
-    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 640, "dev": 48, "test": 48})
+    # 320 steps of batch 4: long enough that the signal lands mid-epoch on a loaded machine
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 1280, "dev": 48, "test": 48})
     logs, models = tmp_path / "logs", tmp_path / "models"
     logs.mkdir()
     j = sge.qsub("run_transformer_model.com", "-t", "1-3", "-l", "ncpus=1", log_dir=logs, env=job_settings(
         DATA_DIR=data, MODEL_DIR=models, MODEL=tiny_bert, DEVICE="cpu", EPOCHS=1, PRECISION="fp32", PLOT_FILE="",
-        HF_HUB_CACHE=tmp_path / "cache"))
+        BATCH_SIZE=4, HF_HUB_CACHE=tmp_path / "cache"))
 
     def log(t: int) -> str:
         return task_log(logs, j, t)
@@ -620,7 +621,7 @@ def test_an_array_job_of_seeds_requeues_a_signalled_task_alone(sge: GridEngine, 
     runs = sorted((int(r["taskid"]), r["exit_status"], r["failed"].split()[0]) for r in records)
     assert runs == [(1, "0", "0"), (2, "0", "0"), (2, "99", "25"), (3, "0", "0")], [log(t)[-2000:] for t in (1, 2, 3)]
     name = tiny_bert.name
-    assert re.search(rf"^resumed from \S*/{name}-task2\.checkpoint\.pt: epoch 1, step \d+ of 40$", log(2), re.M)
+    assert re.search(rf"^resumed from \S*/{name}-task2\.checkpoint\.pt: epoch 1, step \d+ of 320$", log(2), re.M)
     assert re.search(rf"^run_transformer_model\.com: job {j} task 2 on .*, restarted=1$", log(2), re.M)
     for t in (1, 3):
         assert "restarted=1" not in log(t) and "resumed from" not in log(t), log(t)[-2000:]
