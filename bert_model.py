@@ -371,7 +371,7 @@ def load_model_and_tokenizer(name: str, labels: list[str]) -> tuple:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # our one line below replaces transformers' load report
     hf_logging.disable_progress_bar()
     try:
@@ -388,7 +388,8 @@ def load_model_and_tokenizer(name: str, labels: list[str]) -> tuple:
                         f"`python download_transformer_model.py --transformer-model {name}` first") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        if progress_bar:
+            hf_logging.enable_progress_bar()
     fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
     new = [n for n, _ in model.named_parameters() if n in fresh]
     return model, tokenizer, new, info["mismatched_keys"]
@@ -519,8 +520,8 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     net = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model  # DDP: this line
     if args.resume and ckpt_path.exists():
         resume(state, ckpt_path, args, env)
-        steps_per_epoch = math.ceil(len(splits["train"]["ids"]) / (args.batch_size * env.world))
-        env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of {steps_per_epoch}")
+        env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of "
+                f"{steps_per_epoch(len(splits['train']['ids']), args, env)}")
     stopper = Stopper(env, args.checkpoint_minutes, ckpt_path, save_fp.with_name(save_fp.name + ".requeue"))
     if env.master:
         for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
@@ -640,6 +641,11 @@ def tokenize_splits(splits: dict[str, dict], tokenizer, max_length: int) -> None
         s["lengths"] = [len(x) for x in s["input_ids"]]
 
 
+def steps_per_epoch(n_train: int, args: argparse.Namespace, env: Env) -> int:
+    """One step is a global batch: --batch-size on each of the `world` processes."""
+    return math.ceil(n_train / (args.batch_size * env.world))
+
+
 def training_state(args: argparse.Namespace, env: Env, model, new: list[str], train_y: np.ndarray) -> dict:
     """Everything a checkpoint holds: the model, AdamW, its schedule, the loss scaler, and where we are."""
     from transformers import get_linear_schedule_with_warmup
@@ -665,7 +671,7 @@ def training_state(args: argparse.Namespace, env: Env, model, new: list[str], tr
                 params[out_bias[-1]].copy_(torch.log(prior / (1 - prior)))
         else:
             env.log("--init-bias-from-prior: the head was kept (not new), so its biases are left as trained")
-    total_steps = math.ceil(len(train_y) / (args.batch_size * env.world)) * args.epochs
+    total_steps = steps_per_epoch(len(train_y), args, env) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler,
             "scaler": torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16"),
@@ -761,7 +767,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
     train_ids, train_y = splits["train"]["input_ids"], torch.from_numpy(splits["train"]["y"])
     rank, world, device = env.rank, env.world, env.device
     global_batch = args.batch_size * world
-    steps_per_epoch = math.ceil(len(train_ids) / global_batch)
+    steps = steps_per_epoch(len(train_ids), args, env)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def checkpoint(epoch: int, step: int) -> None:
@@ -781,9 +787,9 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
         running = torch.zeros((), device=device)
         epoch_loss = torch.zeros((), device=device)
         n_logged = n_epoch = 0
-        with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not env.master,
+        with tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not env.master,
                   mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
-            for step in range(first, steps_per_epoch):
+            for step in range(first, steps):
                 batch = state["order"][step]
                 idx = batch[rank * args.batch_size:(rank + 1) * args.batch_size] or batch[:1]
                 ids, mask = collate(train_ids, idx, pad_id)
@@ -807,23 +813,23 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
                 bar.update()
 
                 done = step + 1
-                if done % args.log_every == 0 or done == steps_per_epoch:
+                if done % args.log_every == 0 or done == steps:
                     if world > 1:
                         dist.all_reduce(running)
                     avg = running.item() / n_logged / world  # the one host-device sync, at logging points
                     if not math.isfinite(avg):
                         raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
-                    state["loss_curve"].append([epoch * steps_per_epoch + done, avg])
+                    state["loss_curve"].append([epoch * steps + done, avg])
                     if done % args.log_every == 0 and env.master:
-                        tqdm.write(f"epoch {epoch + 1} batch {done}/{steps_per_epoch} loss {avg:.4f} "
+                        tqdm.write(f"epoch {epoch + 1} batch {done}/{steps} loss {avg:.4f} "
                                    f"lr {scheduler.get_last_lr()[0]:.2e}")
                     running.zero_()
                     n_logged = 0
                 # under DDP the ranks agree every 10 steps (one all_reduce), alone after every step
                 stopping, timely = stopper.check() if world == 1 or done % 10 == 0 else (False, False)
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
-                if done < steps_per_epoch and (stopping or periodic or timely):
+                if done < steps and (stopping or periodic or timely):
                     if not math.isfinite(float(epoch_loss)):
                         raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
