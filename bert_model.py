@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -226,13 +227,43 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temp file, fsync, rename: a kill mid-write leaves the previous checkpoint."""
+    """torch.save to a temp file, fsync, rename: a kill mid-write leaves the previous checkpoint, and so does
+    a full disk (the partial file is removed, and the error says what was needed and what is free)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        tmp.unlink(missing_ok=True)
+        raise UserError(write_failed(path, "the checkpoint", tensor_bytes(state), e)) from None
     os.replace(tmp, path)
+
+
+def tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a (nested) state: about what torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def write_failed(path: Path, what: str, needed: int, e: Exception) -> str:
+    """One line for a failed write: a full disk says what was needed and what is free."""
+    free = shutil.disk_usage(path.parent).free
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if getattr(e, "errno", None) == errno.ENOSPC or free < needed + 2**20:
+        return (f"{path.parent}: no room for {what}: it needs about {mib(needed)} and {mib(free)} is free "
+                f"({detail}); the previous checkpoint and model are kept: free some space and rerun with --resume")
+    return f"{path}: cannot write {what} ({detail}); the previous checkpoint and model are kept"
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -241,7 +272,7 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as e:  # truncated zip, pickle error, wrong file: never a silent fresh start
         raise UserError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}); move it away to start afresh") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, "goemotions-checkpoint-1"):
         raise UserError(f"{path}: not a bert_model.py checkpoint")
     return state
 
@@ -251,10 +282,14 @@ def save_model(model, tokenizer, save_fp: Path, info: dict, card: str) -> None:
     goes last."""
     tmp = save_fp.with_name(f".{save_fp.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "goemotions.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-    (tmp / "README.md").write_text(card, encoding="utf-8")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "goemotions.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    except (OSError, RuntimeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(write_failed(save_fp, "the model", tensor_bytes(model.state_dict()), e)) from None
     old = save_fp.with_name(f".{save_fp.name}.old-{os.getpid()}")
     if save_fp.exists():
         os.replace(save_fp, old)
@@ -379,7 +414,8 @@ def load_model_and_tokenizer(name: str, labels: list[str]) -> tuple:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=len(labels), problem_type="multi_label_classification",
             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-            ignore_mismatched_sizes=True, output_loading_info=True)
+            ignore_mismatched_sizes=True, output_loading_info=True,
+            dtype=torch.float32)  # fp32 master weights, whatever dtype the folder was saved in; autocast does the rest
     except (OSError, ValueError) as e:
         if Path(name).is_dir():
             raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
@@ -508,6 +544,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     seed_everything(args.seed)
     model, tokenizer, new, mismatched = load_model_and_tokenizer(args.transformer_model, labels)
     env.log(describe_loading(args.transformer_model, new, mismatched))
+    check_room(save_fp, ckpt_path, model, env)
     model.to(env.device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     tokenize_splits(splits, tokenizer, args.max_length)
@@ -592,16 +629,28 @@ def setup(args: argparse.Namespace) -> Env:
     log(f"bert_model.py: {torch.get_num_threads()} CPU thread(s) per process "
         f"({f'OMP_NUM_THREADS={omp}' if omp else 'torch default, OMP_NUM_THREADS unset'}), {world} process(es)")
 
-    # bf16 autocast where the hardware has it; fp16 with a grad scaler on older GPUs
-    precision = args.precision
-    if precision == "auto":
-        if args.cuda:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    precision = resolve_precision(args.precision, args.cuda)
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
     return Env(rank, world, device, precision, amp_dtype, log)
+
+
+def resolve_precision(requested: str, cuda: bool) -> str:
+    """auto: bf16 autocast where the hardware has it natively; else fp16 with a loss scaler on a GPU, fp32 on a CPU."""
+    if requested != "auto":
+        return requested
+    if cuda:
+        return "bf16" if native_cuda_bf16() else "fp16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def native_cuda_bf16() -> bool:
+    """torch.cuda.is_bf16_supported() counts emulation by default: True on a V100 or T4, which have no bf16
+    tensor cores. Ask for native support (compute capability 8.0 or newer)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch from before the argument (2.2 and older)
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def check_output_folder(save_fp_arg: str) -> tuple[Path, Path]:
@@ -612,6 +661,22 @@ def check_output_folder(save_fp_arg: str) -> tuple[Path, Path]:
         raise UserError(f"{save_fp}: exists and is not a model folder (it would be replaced); choose another SAVE_FP")
     save_fp.parent.mkdir(parents=True, exist_ok=True)
     return save_fp, save_fp.with_name(save_fp.name + ".checkpoint.pt")
+
+
+def check_room(save_fp: Path, ckpt_path: Path, model, env: Env) -> None:
+    """Before training: is there room beside SAVE_FP for a checkpoint (fp32 weights, AdamW's two moments and the
+    best weights: 16 bytes a parameter) and the saved model (4 bytes a parameter)? Refuse where there plainly is
+    not, rather than train for an hour and lose it; warn where a second checkpoint (written beside the first
+    before it replaces it) would not fit."""
+    n = sum(p.numel() for p in model.parameters())
+    checkpoint, saved = 16 * n, 4 * n
+    free = shutil.disk_usage(save_fp.parent).free
+    if free < checkpoint + saved:
+        raise UserError(f"{save_fp.parent}: {mib(free)} free, but a checkpoint needs about {mib(checkpoint)} and the "
+                        f"model {mib(saved)} ({n:,} parameters): free some space or choose another SAVE_FP")
+    if not ckpt_path.exists() and free < 2 * checkpoint + saved:
+        env.log(f"warning: {save_fp.parent}: {mib(free)} free; a checkpoint is written beside the previous one "
+                f"before replacing it, so {mib(2 * checkpoint + saved)} would be safe: the second checkpoint may fail")
 
 
 def read_splits(args: argparse.Namespace) -> tuple[list[str], dict[str, dict]]:
@@ -680,11 +745,13 @@ def training_state(args: argparse.Namespace, env: Env, model, new: list[str], tr
             "best": {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None}}
 
 
-# These must match between a checkpoint and the run that resumes it.
+# These must match between a checkpoint and the run that resumes it. Not the precision: a job requeued onto
+# another GPU type may resolve `auto` to another one, and the fp32 weights and AdamW state carry over (resume).
 RESUME_KEYS = ("transformer_model", "learning_rate", "head_learning_rate", "init_bias_from_prior", "batch_size",
-               "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy", "precision",
+               "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy",
                "max_train_examples", "train")
-CHECKPOINT_FORMAT = "goemotions-checkpoint-1"
+CHECKPOINT_FORMAT = "goemotions-checkpoint-2"  # 2: the resolved precision; the best weights once, not twice
+# (format 1, without those, still resumes)
 STATEFUL = ("model", "optimizer", "scheduler", "scaler")  # saved as their state_dict()
 SAVED = ("epoch", "step", "order", "history", "loss_curve", "best")
 
@@ -696,9 +763,24 @@ def save_state(path: Path, state: dict, args: argparse.Namespace, env: Env) -> N
     if env.world > 1:
         rngs = [None] * env.world
         dist.all_gather_object(rngs, rng)
+    error = None
     if env.master:
-        save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "args": vars(args), "world": env.world, "rng": rngs,
-                               **{k: state[k].state_dict() for k in STATEFUL}, **{k: state[k] for k in SAVED}})
+        saved = {k: state[k] for k in SAVED}
+        if state["step"] == 0 and state["best"]["epoch"] == state["epoch"]:  # the epoch just ended was the best:
+            saved["best"] = {**state["best"], "state": None}  # its weights are the model's, not stored twice
+        try:
+            save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "args": vars(args), "world": env.world, "rng": rngs,
+                                   "precision": env.precision, **{k: state[k].state_dict() for k in STATEFUL},
+                                   **saved})
+        except UserError as e:
+            error = e
+    if env.world > 1:  # all ranks stop if rank 0 could not write it (else they would wait for it forever)
+        failed = torch.tensor(float(error is not None), device=env.device)
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item() and error is None:
+            error = UserError(f"{path}: rank 0 could not write the checkpoint (its error is above)")
+    if error is not None:
+        raise error
 
 
 def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
@@ -710,9 +792,16 @@ def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
                             f"this run has {getattr(args, key)}; use the same settings or move it away")
     if ck["world"] != env.world:
         raise UserError(f"{path}: written by {ck['world']} process(es), this run has {env.world}")
+    was = ck.get("precision") or ("fp16" if ck["scaler"] else None)  # format 1: only the scaler tells fp16
     for k in STATEFUL:
-        state[k].load_state_dict(ck[k])
+        if k != "scaler" or (env.precision == was == "fp16"):
+            state[k].load_state_dict(ck[k])
+    if was is not None and was != env.precision:
+        env.log(f"{path}: written in {was}, this run is {env.precision} (another GPU type?): the fp32 weights and "
+                f"AdamW state carry on{'; the fp16 loss scaler starts afresh' if env.precision == 'fp16' else ''}")
     state.update({k: ck[k] for k in SAVED})
+    if state["best"]["epoch"] is not None and state["best"]["state"] is None:  # the best epoch was the last one
+        state["best"]["state"] = {k: v.detach().to("cpu", copy=True) for k, v in state["model"].state_dict().items()}
     torch.set_rng_state(ck["rng"][env.rank]["torch"])
     if args.cuda and ck["rng"][env.rank]["cuda"] is not None:
         torch.cuda.set_rng_state(ck["rng"][env.rank]["cuda"], env.device)
@@ -830,7 +919,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
                 stopping, timely = stopper.check() if world == 1 or done % 10 == 0 else (False, False)
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
                 if done < steps and (stopping or periodic or timely):
-                    if not math.isfinite(float(epoch_loss)):
+                    if not all_ranks_finite(epoch_loss, world):  # all agree, or one raises while the rest wait
                         raise UserError(f"loss is not finite at epoch {epoch + 1} step {done}; stopped, the last "
                                         f"checkpoint and saved model are kept (try a lower --learning-rate)")
                     checkpoint(epoch, done)
@@ -857,6 +946,14 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
         if stopper.check()[0] and epoch + 1 < args.epochs:
             return f"after epoch {epoch + 1}"
     return None
+
+
+def all_ranks_finite(x: torch.Tensor, world: int) -> bool:
+    """Is `x` finite on every rank? (All ranks get the same answer, so they stop together.)"""
+    finite = torch.isfinite(x).float()
+    if world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 # ------------------------------------------------------------------------------- test and report

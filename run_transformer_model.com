@@ -246,10 +246,23 @@ fi
 
 # ------------------------------------------------------------------ train
 if [ "$NGPUS" -gt 1 ]; then
-    # torchrun starts its workers in sessions of their own, out of reach of Grid Engine's signals:
-    # it forwards SIGUSR1/SIGUSR2 to them, and waits up to SHUTDOWN_TIMEOUT s for their checkpoint.
-    LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NGPUS"
-            --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2 --shutdown-timeout 120)
+    # torchrun starts its workers in sessions of their own, out of reach of Grid Engine's signals: it
+    # forwards SIGUSR1/SIGUSR2 to them (--signals-to-handle, torch 2.9 and newer), then gives them a grace
+    # period to write their checkpoint before it kills them: 120 s with --shutdown-timeout (torch 2.12 and
+    # newer); older launchers reject that flag and give a fixed 30 s. Only what this torchrun accepts is passed.
+    LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NGPUS")
+    TORCHRUN_HELP=$("$PYTHON" -m torch.distributed.run --help 2>&1) || die "'$PYTHON -m torch.distributed.run --help' failed: $(tail -n 1 <<< "$TORCHRUN_HELP")"
+    if grep -q -- '--signals-to-handle' <<< "$TORCHRUN_HELP"; then
+        LAUNCH+=(--signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2)
+    else
+        say "warning: this torchrun has no --signals-to-handle (torch older than 2.9): Grid Engine's s_rt warning does not reach the workers, so a job stopped at its time limit resumes from its last timed checkpoint"
+    fi
+    if grep -q -- '--shutdown-timeout' <<< "$TORCHRUN_HELP"; then
+        LAUNCH+=(--shutdown-timeout 120)
+        say "torchrun: the workers get 120 s after a stop signal to write their checkpoint (--shutdown-timeout)"
+    else
+        say "torchrun: no --shutdown-timeout here (torch older than 2.12): the workers get its fixed 30 s after a stop signal to write their checkpoint"
+    fi
 else
     LAUNCH=("$PYTHON")
 fi
