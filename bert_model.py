@@ -515,6 +515,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--predictions-file", help="TSV: id, gold, predicted, one score column per label")
     p.add_argument("--plot-file", help="PNG: per-label test F1 beside the paper's, and the loss curve "
                    "(default: beside --metrics-file)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (CUDA graphs on one GPU), with static batch shapes; "
+                   "off by default until measured (docs/training.md)")
     p.add_argument("--max-train-examples", type=int, help="use only the first N training examples (smoke runs)")
     return p.parse_args(argv)
 
@@ -554,7 +557,9 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
             f"{args.batch_size}")
 
     state = training_state(args, env, model, new, splits["train"]["y"])
-    net = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model  # DDP: this line
+    net = (torch.nn.parallel.DistributedDataParallel(  # DDP: this line; no buffers to broadcast in an encoder
+        model, device_ids=[env.device.index] if args.cuda else None, gradient_as_bucket_view=True,
+        broadcast_buffers=False) if env.world > 1 else model)
     if args.resume and ckpt_path.exists():
         resume(state, ckpt_path, args, env)
         env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of "
@@ -853,11 +858,11 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
     Returns None when done, or where it stopped on a signal (after writing the checkpoint).
     """
     model, optimizer, scheduler, scaler = (state[k] for k in STATEFUL)
-    train_ids, train_y = splits["train"]["input_ids"], torch.from_numpy(splits["train"]["y"])
     rank, world, device = env.rank, env.world, env.device
+    train = on_device(splits["train"], pad_id, device)  # once: each batch is gathered there
     global_batch = args.batch_size * world
-    steps = steps_per_epoch(len(train_ids), args, env)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    steps = steps_per_epoch(len(splits["train"]["ids"]), args, env)
+    step_loss = training_loss(net, env, args.compile)
 
     def checkpoint(epoch: int, step: int) -> None:
         state["epoch"], state["step"] = epoch, step
@@ -873,21 +878,17 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
         first = state["step"]
         if not first:
             state["order"] = length_grouped_batches(splits["train"]["lengths"], global_batch, args.seed + epoch)
+        batches = rank_batches(state["order"][first:], splits["train"]["lengths"], rank, args.batch_size,
+                               args.compile, device)
         running = torch.zeros((), device=device)
         epoch_loss = torch.zeros((), device=device)
         n_logged = n_epoch = 0
         with tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not env.master,
                   mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
             for step in range(first, steps):
-                batch = state["order"][step]
-                idx = batch[rank * args.batch_size:(rank + 1) * args.batch_size] or batch[:1]
-                ids, mask = collate(train_ids, idx, pad_id)
-                ids, mask, y = (t.pin_memory() if args.cuda else t for t in (ids, mask, train_y[idx]))
-                with torch.autocast(device.type, dtype=env.amp_dtype or torch.float32,
-                                    enabled=env.amp_dtype is not None):
-                    logits = net(input_ids=ids.to(device, non_blocking=True),
-                                attention_mask=mask.to(device, non_blocking=True)).logits
-                loss = loss_fn(logits.float(), y.to(device, non_blocking=True))
+                rows, weights, width = batches[step - first]
+                ids, mask, y = (train[k][rows, :width] if k != "y" else train[k][rows] for k in ("ids", "mask", "y"))
+                loss = step_loss(ids, mask, y, weights)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -946,6 +947,67 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
         if stopper.check()[0] and epoch + 1 < args.epochs:
             return f"after epoch {epoch + 1}"
     return None
+
+
+def on_device(split: dict, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The tokenized training split padded to its longest text, moved to the device once (tens of MB for
+    GoEmotions): a step gathers its batch there, with no collate, pinning or host-to-device copy."""
+    lengths = torch.tensor(split["lengths"])
+    ids = torch.full((len(lengths), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, x in enumerate(split["input_ids"]):
+        ids[i, :len(x)] = torch.tensor(x)
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+    return {"ids": ids.to(device), "mask": mask.to(device), "y": torch.from_numpy(split["y"]).to(device)}
+
+
+def rank_batches(order: list[list[int]], lengths: list[int], rank: int, batch_size: int, static: bool,
+                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """This rank's share of each global batch: (rows, loss weights, width), the rows and weights put on the
+    device once an epoch. static (--compile): every batch has batch_size rows (a short one is filled with
+    copies of its first row at weight 0) and a width rounded up to a multiple of 8, so that the compiled step
+    sees a handful of shapes."""
+    out = []
+    for batch in order:
+        rows = batch[rank * batch_size:(rank + 1) * batch_size]
+        weights = [1.0] * len(rows) if rows else [0.0]  # a rank with no example in the last batch: weight 0
+        rows = rows or batch[:1]
+        width = max(lengths[i] for i in rows)
+        if static:
+            weights += [0.0] * (batch_size - len(rows))
+            rows += [rows[0]] * (batch_size - len(rows))
+            width = -(-width // 8) * 8
+        out.append((rows, weights, width))
+    flat_rows = torch.tensor([i for rows, _, _ in out for i in rows], device=device)
+    flat_weights = torch.tensor([w for _, ws, _ in out for w in ws], device=device)
+    at = 0
+    for k, (rows, _, width) in enumerate(out):
+        out[k] = (flat_rows[at:at + len(rows)], flat_weights[at:at + len(rows)], width)
+        at += len(rows)
+    return out
+
+
+def training_loss(net: torch.nn.Module, env: Env, compile_it: bool) -> Callable[..., torch.Tensor]:
+    """The forward and BCE-with-logits loss of one batch: the mean over its labels and its real rows (weight 1;
+    padding rows weigh 0). --compile: torch.compile'd (CUDA graphs on one GPU; the default mode under DDP,
+    where CUDA graphs are known to break, and on a CPU)."""
+
+    def step_loss(ids, mask, y, weights):
+        with torch.autocast(env.device.type, dtype=env.amp_dtype or torch.float32, enabled=env.amp_dtype is not None):
+            logits = net(input_ids=ids, attention_mask=mask).logits
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="none").mean(1)
+        return (per_row * weights).sum() / weights.sum().clamp(min=1)
+
+    if not compile_it:
+        return step_loss
+    graphs = env.device.type == "cuda" and env.world == 1
+    compiled = torch.compile(step_loss, mode="reduce-overhead" if graphs else "default", dynamic=False)
+
+    def compiled_loss(*batch):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs may now be overwritten
+        return compiled(*batch)
+
+    return compiled_loss
 
 
 def all_ranks_finite(x: torch.Tensor, world: int) -> bool:

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# The GPU check of issue #6, one prepared script (about 5 minutes on an H100; nothing from the network).
+# The GPU check (issues 6 and 17), one prepared script: about 8 minutes on an H100; nothing from the network.
 #
-#   bench/gpu_check.sh --prepare         # here: copy the data and MiniLM's tokenizer into bench/.carry/ (~5 MB)
-#   bench/gpu_check.sh [DATA_DIR]        # there: environment, one BERT-base epoch, a vs d ratio, CUDA checks
+#   bench/gpu_check.sh --prepare         # here: data, MiniLM (fp16, ~45 MB) and its tokenizer into bench/.carry/
+#   bench/gpu_check.sh [DATA_DIR]        # there: every step below, one table
 #   bench/gpu_check.sh --tiny            # CPU smoke run of every step with a tiny model (tests/test_bench.py)
 #
 # ../shared does not travel to the device machine: run --prepare first and carry bench/.carry
 # (it is ignored by git through .git/info/exclude; never commit it). DATA_DIR defaults to $GOEMOTIONS_DATA,
 # then ../shared/data/goemotions, then bench/.carry/goemotions. Results go to $OUT/ (the device tool brings
-# them back) or a temp folder: gpu_check.log, epoch_metrics.json, throughput.json.
+# them back) or a temp folder: gpu_check.log, gpu_epochs.md/.json (the table), throughput.json.
+# Each step runs whatever happened to the one before (a rare GPU run is not lost to one failure); the
+# script exits 1 at the end if any step failed, naming them.
 #
 # Steps:
-#  1. environment: GPU, driver, torch, CUDA, transformers, CPU
-#  2. one full epoch of a BERT-base-sized model (BertConfig() defaults, random weights) over the real train
-#     set with bert_model.py's defaults (batch 16, max length 50, bf16 autocast, fused AdamW): epoch time,
-#     examples/s, peak GPU memory. Targets on an H100: <= 15 s, <= 3 GB (the original: 157 s, 16 GB).
-#  3. bench/throughput.py on 4,800 real examples (300 steps at batch 16): the original loop (a), Trainer (b, c)
-#     and bert_model.py (d), with the matmul peak
+#  1. environment (GPU, driver, torch, CUDA, transformers, CPU) and every import bert_model.py needs; a
+#     missing package is installed from the wheels in bench/.carry/wheels (if carried), else the step fails
+#  2. bench/gpu_epochs.py: one epoch over the real train set at batch 16 of a BERT-base-sized encoder
+#     (random weights, MiniLM's tokenizer) eager and --compile, bf16 and fp16, and of the real MiniLM eager
+#     and --compile in bf16: epoch s, examples/s, peak GPU memory, the loss at step 1000 (eager and
+#     --compile must agree), test macro F1; then a run stopped in bf16 and resumed in fp16.
+#     Targets on an H100: a BERT-base epoch <= 15 s, <= 3 GB (the original HEC loop: 157 s, 16 GB).
+#  3. bench/throughput.py on 4,800 real examples (300 steps at batch 16): the original HEC loop (a), Trainer
+#     (b, c) and bert_model.py (d), with the matmul peak
 #  4. bench/cuda_checks.py: fp16 with grad scaling, bf16, fused AdamW (numerics, and bert_model.py end to end)
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CARRY=bench/.carry
@@ -28,7 +33,7 @@ for arg in "$@"; do
   case "$arg" in
     --tiny) TINY=1 ;;
     --prepare) PREPARE=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $arg (see --help)" >&2; exit 2 ;;
     *) DATA=$arg ;;
   esac
@@ -47,6 +52,18 @@ if [ "${PREPARE:-0}" = 1 ]; then
   mkdir -p "$CARRY/goemotions" "$CARRY/tokenizer"
   cp -f "$src"/{train.tsv,dev.tsv,test.tsv,emotions.txt,ekman_mapping.json,sentiment_dict.json} "$CARRY/goemotions/"
   cp -f "$tok"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json,config.json} "$CARRY/tokenizer/"
+  # the real MiniLM in fp16 (half the bytes; bert_model.py loads any folder's weights in fp32)
+  "$PYTHON" -c "
+import sys, torch
+from transformers import AutoModel, AutoTokenizer
+AutoModel.from_pretrained(sys.argv[1]).half().save_pretrained(sys.argv[2])
+AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$tok" "$CARRY/minilm" || exit 2
+  # wheels for a package the GPU machine may lack (it had them all when last seen: see docs/benchmarks.md)
+  for w in ${CARRY_WHEELS:-}; do
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      -d "$CARRY/wheels" "$w" || exit 2
+  done
   grep -qxF "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
   du -sh "$CARRY"
   echo "now: run 'bench/gpu_check.sh' on the device machine with carry [\"$CARRY\"]"
@@ -74,7 +91,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONPA
 
 if [ "$TINY" = 1 ]; then
   DEVICE=cpu; CUDA=""; SIZE=tiny; SLICE=$WORK/data
-  EPOCH_ARGS=(--max-train-examples 64)
+  EPOCH_ARGS=(--runs base:eager:bf16,base:eager:fp16 --agree-step 1 --resume-stop-at 2 --extra "--max-train-examples 64")
   BENCH_ARGS=(--examples 32 --no-peak)
   CHECK_ARGS=(--examples 64 --max-loss 0.75)
 else
@@ -83,20 +100,42 @@ else
   BENCH_ARGS=(--examples 4800 --peak-size 8192)
   CHECK_ARGS=(--examples 3200)
 fi
+FAILED=""
 
-echo "== 1. environment ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "== 1. environment and imports ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || echo "no nvidia-smi"
+IMPORTS="torch transformers tokenizers safetensors numpy pandas sklearn tqdm matplotlib"
+missing() { "$PYTHON" -c "
+import importlib.util
+def found(m):
+    try:
+        return importlib.util.find_spec(m) is not None
+    except Exception:  # a broken install
+        return False
+print(' '.join(m for m in '$IMPORTS'.split() if not found(m)))"; }
+MISSING=$(missing)
+if [ -n "$MISSING" ] && compgen -G "$CARRY/wheels/*.whl" >/dev/null; then
+  echo "missing: $MISSING: installing the carried wheels into $WORK/site"
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "$CARRY"/wheels/*.whl \
+    && export PYTHONPATH=$WORK/site:$PYTHONPATH
+  MISSING=$(missing)
+fi
+[ -z "$MISSING" ] || { echo "FAIL imports: missing $MISSING (carry wheels: CARRY_WHEELS='NAME==VER ...' bench/gpu_check.sh --prepare)"; FAILED="$FAILED 1"; }
+MINILM=${MINILM_DIR:-}
+if [ -z "$MINILM" ]; then
+  if [ -f "$CARRY/minilm/config.json" ]; then MINILM=$CARRY/minilm; else MINILM=$(minilm_dir); fi
+fi
 # one Python start for the report, the model (random weights) and, for --tiny, a slice of the data
-"$PYTHON" - <<PYEOF
+"$PYTHON" - <<PYEOF || FAILED="$FAILED 1"
 import os, platform, sys
 from pathlib import Path
 import torch, transformers
 print('python', platform.python_version(), '| torch', torch.__version__, '| CUDA', torch.version.cuda,
       '| cuDNN', torch.backends.cudnn.version(), '| transformers', transformers.__version__)
-print('GPU:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
-      '| bf16:', torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+native = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+print('GPU:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none', '| native bf16:', native)
 cpu = [x.split(':', 1)[1].strip() for x in open('/proc/cpuinfo') if x.startswith('model name')][:1]
-print('CPU:', cpu, os.cpu_count(), 'cores | data: $DATA | tokenizer: $TOKENIZER')
+print('CPU:', cpu, os.cpu_count(), 'cores | data: $DATA | tokenizer: $TOKENIZER | MiniLM: $MINILM')
 if '$DEVICE' == 'cuda' and not torch.cuda.is_available():
     sys.exit('error: torch sees no CUDA device')
 sys.path[:0] = ['bench', 'tests']
@@ -107,23 +146,13 @@ import throughput
 throughput.make_random_bert(Path('$WORK/model-$SIZE'), Path('$TOKENIZER'), '$SIZE')
 PYEOF
 DATA=${SLICE:-$DATA}
+if [ "$TINY" = 1 ]; then MINILM=$WORK/model-$SIZE; fi
 
-echo "== 2. one epoch of a $SIZE BERT over $DATA/train.tsv with bert_model.py's defaults"
-"$PYTHON" bert_model.py "$DATA/train.tsv" "$DATA/dev.tsv" "$DATA/test.tsv" "$DATA/emotions.txt" "$WORK/saved" \
-  --transformer-model "$WORK/model-$SIZE" --epochs 1 $CUDA --metrics-file "$RES/epoch_metrics.json" \
-  "${EPOCH_ARGS[@]}"
-"$PYTHON" -c "
-import json
-m = json.load(open('$RES/epoch_metrics.json'))
-h = m['history'][0]
-gpu = m['peak_gpu_mb']
-n = h['steps'] * m['args']['batch_size']
-print(f\"RESULT epoch: {h['epoch_time_s']:.1f} s for {h['steps']} steps ({n / h['epoch_time_s']:.0f} examples/s), \"
-      f\"{m['precision']}, peak GPU memory {gpu or 0:.0f} MiB, peak RSS {m['peak_rss_mb']:.0f} MiB \"
-      f\"[targets on an H100: <= 15 s, <= 3072 MiB]\")"
+echo "== 2. bench/gpu_epochs.py: one epoch each, eager and --compile, bf16 and fp16; resume across precisions"
+"$PYTHON" bench/gpu_epochs.py "$DATA" --model "base=$WORK/model-$SIZE" --model "minilm=$MINILM" --device $DEVICE \
+  --out "$RES" --resume-check minilm "${EPOCH_ARGS[@]}" || FAILED="$FAILED 2"
 
 echo "== 3. bench/throughput.py: a (original loop), b and c (Trainer), d (bert_model.py)"
-FAILED=""
 "$PYTHON" bench/throughput.py --models "$WORK/model-$SIZE" --rounds 1 --device $DEVICE --data "$DATA" \
   --json "$RES/throughput.json" "${BENCH_ARGS[@]}" || FAILED="$FAILED 3"
 

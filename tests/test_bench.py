@@ -16,23 +16,26 @@ import bert_model
 
 
 def test_gpu_check_tiny_runs_every_step_on_cpu(goemotions_dir, minilm, tmp_path):
-    """bench/gpu_check.sh --tiny: environment, one epoch, all four throughput contenders, the precision checks."""
+    """bench/gpu_check.sh --tiny: environment and imports, the epoch table with the resume across precisions,
+    all four throughput contenders, the precision checks."""
     env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     env.pop("OUT", None)
     r = subprocess.run(["bash", "bench/gpu_check.sh", "--tiny", str(goemotions_dir)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=900)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
-    for step in ("== 1. environment", "== 2. one epoch", "== 3. bench/throughput.py", "== 4. bench/cuda_checks.py",
-                 "== gpu_check done"):
+    for step in ("== 1. environment and imports", "== 2. bench/gpu_epochs.py", "== 3. bench/throughput.py",
+                 "== 4. bench/cuda_checks.py", "== gpu_check done"):
         assert step in out
-    assert "RESULT epoch:" in out and "for 4 steps" in out  # 64 examples at bert_model.py's batch of 16
     passes = [line for line in out.splitlines() if line.startswith("PASS ")]
-    assert len(passes) == 5 and "FAIL " not in out, out[-3000:]
-    assert (tmp_path / "gpu_check.log").read_text().count("PASS ") == 5
+    assert len(passes) == 6 and "FAIL " not in out, out[-3000:]
+    assert "PASS resume across precisions: bf16 run exit 99 (99 expected), resumed in fp16 exit 0" in out
+    assert (tmp_path / "gpu_check.log").read_text().count("PASS ") == 6
 
-    metrics = json.loads((tmp_path / "epoch_metrics.json").read_text())
-    assert metrics["history"][0]["steps"] == 4 and metrics["precision"] == "bf16"
+    epochs = json.loads((tmp_path / "gpu_epochs.json").read_text())["runs"]
+    assert [(e["name"], e["mode"], e["precision"], e["steps"]) for e in epochs] == \
+        [("base", "eager", "bf16", 4), ("base", "eager", "fp16", 4)]  # 64 examples at batch 16
+    assert "| base | eager | fp16 |" in (tmp_path / "gpu_epochs.md").read_text()
     report = json.loads((tmp_path / "throughput.json").read_text())
     (model,) = report["models"].values()
     trials = model["trials"]
@@ -44,6 +47,28 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(goemotions_dir, minilm, tmp_path)
     assert trials["c"][0]["padded_tokens"] <= trials["b"][0]["padded_tokens"]
     assert trials["d"][0]["precision"] == "bf16"
     assert "| d: bert_model.py (its defaults) |" in out and "**" in out  # the table with the ratios
+
+
+def test_gpu_check_keeps_going_after_a_missing_import(goemotions_dir, minilm, tmp_path):
+    """A package the GPU machine lacks fails step 1 by name; the other steps still run, and the exit is 1."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'matplotlib':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n", encoding="utf-8")
+    env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path / "res"), "PYTHONPATH": str(hide)}
+    env.pop("OUT", None)
+    r = subprocess.run(["bash", "bench/gpu_check.sh", "--tiny", str(goemotions_dir)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1
+    assert "FAIL imports: missing matplotlib" in out
+    assert "== 4. bench/cuda_checks.py" in out  # every step ran
+    assert out.strip().splitlines()[-1].startswith("== gpu_check done; FAILED step(s): 1")
 
 
 def test_predict_speed_smoke_agrees_with_the_pipeline(tiny_bert, small_data, tmp_path):
