@@ -60,6 +60,7 @@ class Examples:
     ids: list[str] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
+    columns_named: set[str] = field(default_factory=set)  # 0/1 label columns: labels even with no example
 
 
 # -----------------------------------------------------------------------------
@@ -248,6 +249,9 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
         if columns and name not in columns:
             raise DataError(f"{path}: no column {name!r} (the columns there: {', '.join(columns)})")
     known_set = set(known) if known is not None else None
+    for name in one_hot_columns:
+        check_names([name], str(path), known_set, args.labels_file)
+    out.columns_named.update(one_hot_columns)
     n = 0
     for number, row in rows:
         where = f"{path}:{number}" if unit == "line" else f"{path}: row {number}"
@@ -384,9 +388,9 @@ def make_split(y: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
 
 
 def give_every_label_every_split(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Rarest label first: where a label with >= MIN_IN_EVERY_SPLIT examples has none in a split, move there
-    the example of it (from the split holding most of it) with the fewest labels, whose other labels keep an
-    example in the split it leaves."""
+    """Rarest label first: where a label with >= MIN_IN_EVERY_SPLIT examples has none in a split, swap: one
+    example of it comes from the split holding most of it (the one that fills most such gaps, and whose other
+    labels keep an example in the split it leaves), and one example goes back whose labels all stay in both."""
     counts = y.sum(0)
     for j in np.argsort(counts, kind="stable"):
         if counts[j] < MIN_IN_EVERY_SPLIT:
@@ -396,11 +400,16 @@ def give_every_label_every_split(y: np.ndarray, folds: np.ndarray) -> np.ndarray
             if per_split[target]:
                 continue
             donor = int(per_split.argmax())
-            in_donor = y[folds == donor].sum(0)
+            in_donor, in_target = y[folds == donor].sum(0), y[folds == target].sum(0)
+            gaps = (in_target == 0) & (counts >= MIN_IN_EVERY_SPLIT)
             candidates = np.flatnonzero((folds == donor) & y[:, j])
             safe = [i for i in candidates if (in_donor[y[i]] > 1).all()]
-            pick = min(safe or list(candidates), key=lambda i: (y[i].sum(), i))
+            pick = min(safe or list(candidates), key=lambda i: (-(y[i] & gaps).sum(), y[i].sum(), i))
             folds[pick] = target
+            in_target += y[pick]
+            back = [i for i in np.flatnonzero(folds == target) if i != pick and (in_target[y[i]] > 1).all()]
+            if back:  # the split sizes stay as iterstrat made them
+                folds[min(back, key=lambda i: (y[i].sum(), i))] = donor
     return folds
 
 
@@ -475,7 +484,7 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     sources = [read_examples(path, args, split, known, ex) for path, split in inputs]
     check_unique_ids(ex)
 
-    seen = sorted({n for names in ex.labels for n in names})
+    seen = sorted({n for names in ex.labels for n in names} | ex.columns_named)
     labels = known if known is not None else seen
     y = label_matrix(ex, labels)
     totals = y.sum(0)
@@ -572,7 +581,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fractions for a made, stratified split of one input file")
     p.add_argument("--seed", type=int, default=42, help="of the made split")
     p.add_argument("--name", help="the dataset's name (model cards use it); default: the input file's stem")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # INPUT and OUT_DIR may come before, between or after the options
     files = [args.train, args.dev, args.test]
     if any(files):
         if not all(files) or len(args.paths) != 1:
