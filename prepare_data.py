@@ -115,10 +115,8 @@ def delimited_rows(path: Path, f, reader, header: list[str]):
         try:
             for row in reader:
                 if len(row) != len(header):
-                    raise DataError(f"{path}:{reader.line_num}: {len(row)} field(s), the header has {len(header)}"
-                                    if len(header) != 3 or header != ["text", "labels", "id"] else
-                                    f"{path}:{reader.line_num}: expected 3 tab-separated columns (text, labels, "
-                                    f"id), found {len(row)}")
+                    raise DataError(f"{path}:{reader.line_num}: {len(row)} field(s), expected {len(header)} "
+                                    f"({', '.join(header)})")
                 yield reader.line_num, dict(zip(header, row, strict=True))
         except csv.Error as e:
             raise DataError(f"{path}:{reader.line_num}: bad quoting: {e}") from None
@@ -161,7 +159,7 @@ def jsonl_rows(path: Path, f):
 # One row -> one example
 
 
-def column_value(row: dict, column: str, where: str, columns: list[str]):
+def column_value(row: dict, column: str, where: str):
     if column not in row:
         raise DataError(f"{where}: no column {column!r} (the columns there: {', '.join(map(str, row)) or 'none'})")
     return row[column]
@@ -255,27 +253,27 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
     n = 0
     for number, row in rows:
         where = f"{path}:{number}" if unit == "line" else f"{path}: row {number}"
-        parts = [column_value(row, c, where, columns) for c in text_columns]
+        parts = [column_value(row, c, where) for c in text_columns]
         if any(not isinstance(p, str) and not is_missing(p) for p in parts):
             raise DataError(f"{where}: text is not a string")
         text = " ".join(p for p in parts if not is_missing(p))
         if not text.strip():
             raise DataError(f"{where}: empty text")
         if one_hot_columns:
-            names = [c for c in one_hot_columns if one_hot_value(column_value(row, c, where, columns), c, where)]
+            names = [c for c in one_hot_columns if one_hot_value(column_value(row, c, where), c, where)]
         else:
-            values = label_list(column_value(row, label_column, where, columns), where, args.label_separator)
+            values = label_list(column_value(row, label_column, where), where, args.label_separator)
             names = label_ids_to_names(values, known, where, args.labels_file) if ids_mode else values
         out.labels.append(check_names(names, where, known_set, args.labels_file))
         if id_column:
-            example_id = column_value(row, id_column, where, columns)
+            example_id = column_value(row, id_column, where)
             example_id = "" if is_missing(example_id) else str(example_id).strip()
             if not example_id:
                 raise DataError(f"{where}: empty id (column {id_column!r})")
         else:
             example_id = f"{path.stem}-{number}"
         if args.split_column:
-            value = str(column_value(row, args.split_column, where, columns)).strip().lower()
+            value = str(column_value(row, args.split_column, where)).strip().lower()
             if value not in SPLIT_NAMES:
                 raise DataError(f"{where}: split {value!r} in column {args.split_column!r} is not one of "
                                 f"{', '.join(SPLIT_NAMES)}")
