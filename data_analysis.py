@@ -297,7 +297,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
 
     labels = stats["labels"]
     written = []
-    fig, ax = plt.subplots(figsize=(9, max(4, 0.4 * len(labels))), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, max(6, 0.4 * len(labels))), layout="constrained")
     y = np.arange(len(labels))
     height = 0.8 / len(stats["splits"])
     for i, (name, split) in enumerate(stats["splits"].items()):
