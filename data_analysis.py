@@ -74,6 +74,9 @@ def read_labels(path: Path) -> list[str]:
 
 
 def parse_label_ids(field: str, n_labels: int, where: str) -> tuple[int, ...]:
+    """Comma-separated ids; an empty field is a text with no label (prepare_data.py writes those)."""
+    if field == "":
+        return ()
     ids: list[int] = []
     for token in field.split(","):
         if not LABEL_ID.fullmatch(token):
@@ -182,11 +185,23 @@ def cooccurrence_percent(split: pd.DataFrame, labels: list[str]) -> pd.DataFrame
     return table.div(counts.where(counts > 0), axis=0).fillna(0.0) * 100
 
 
+def dataset_name(data_dir: Path) -> str:
+    """The name in prepare_data.py's dataset.json, for a folder it prepared; else GoEmotions."""
+    path = data_dir / "dataset.json"
+    if not path.exists():
+        return "GoEmotions"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["name"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a prepare_data.py dataset.json: {e}") from None
+
+
 def analyse(data_dir: Path) -> dict:
-    """Read and validate everything, then compute the statistics: {"labels": [...], "splits": {...}}."""
+    """Read and validate everything, then compute the statistics: {"name", "labels": [...], "splits": {...}}."""
+    dataset = dataset_name(data_dir)
     labels = read_labels(data_dir / LABELS_FILE)
     frames = {name: read_split(data_dir / f"{name}.tsv", len(labels)) for name in SPLITS}
-    return {"labels": labels, "splits": {
+    return {"name": dataset, "labels": labels, "splits": {
         name: {"samples": len(frame), "labels": label_statistics(frame, labels),
                "labels_per_sample": labels_per_sample(frame), "cooccurrence": cooccurrence_percent(frame, labels)}
         for name, frame in frames.items()}}
@@ -282,7 +297,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
 
     labels = stats["labels"]
     written = []
-    fig, ax = plt.subplots(figsize=(9, 11), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, max(6, 0.4 * len(labels))), layout="constrained")
     y = np.arange(len(labels))
     height = 0.8 / len(stats["splits"])
     for i, (name, split) in enumerate(stats["splits"].items()):
@@ -291,7 +306,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
     ax.set_yticks(y + height * (len(stats["splits"]) - 1) / 2, labels)
     ax.invert_yaxis()
     ax.set_xlabel("% of texts with the label")
-    ax.set_title("GoEmotions: label frequency per split")
+    ax.set_title(f"{stats['name']}: label frequency per split")
     ax.legend()
     path = out_dir / "label_frequency.png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
@@ -304,7 +319,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("... also carries this label")
         ax.set_ylabel("% of the texts with this label ...")
-        ax.set_title(f"GoEmotions {name}: label co-occurrence (% of the row label's texts)")
+        ax.set_title(f"{stats['name']} {name}: label co-occurrence (% of the row label's texts)")
         fig.colorbar(image, ax=ax, shrink=0.8)
         path = out_dir / f"cooccurrence_{name}.png"
         atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))

@@ -4,6 +4,7 @@
 #
 #   qsub download_model_data.com                     # from this folder; log: download-model-data.o<JOB_ID>
 #   qsub -v MODEL=roberta-base download_model_data.com
+#   qsub -v DATA_FILE=$PWD/mine.jsonl,PREPARE_ARGS="--label-column tags" download_model_data.com   (your own data)
 #
 # Data: download_data.py into DATA_DIR (SHA-256 checked). Model: download_transformer_model.py into
 # the Hugging Face cache (HF_HUB_CACHE), then checked to load with HF_HUB_OFFLINE=1.
@@ -47,7 +48,10 @@ under_g() { if [ -n "$G" ]; then echo "$G/$1"; fi; }
 # ------------------------------------------------------------------ settings (qsub -v NAME=value)
 CODE_DIR=${CODE_DIR:-${SGE_O_WORKDIR:-$PWD}}          # where the scripts are (the folder qsub ran in)
 CONDA_ENV=${CONDA_ENV:-$(under_g conda_environments/py3.11-go-emotions)}  # made by install.com
-DATA_DIR=${DATA_DIR:-$(under_g data/go-emotions)}     # the data goes here
+DATA_FILE=${DATA_FILE:-}                              # your own data (docs/own-data.md): prepare_data.py, no download
+PREPARE_ARGS=${PREPARE_ARGS:-}                        # prepare_data.py's options for it (split at spaces)
+if [ -n "$DATA_FILE" ]; then STEM=$(basename "${DATA_FILE%.*}"); else STEM=go-emotions; fi
+DATA_DIR=${DATA_DIR:-$(under_g data/$STEM)}           # the data goes here
 DATA_MIRROR=${DATA_MIRROR:-}                          # a mirror for download_data.py --base-url (URL or folder)
 MODEL=${MODEL:-bert-base-uncased}                     # hub name, or a model folder (then only checked)
 DOWNLOAD_RETRIES=${DOWNLOAD_RETRIES:-4}               # retries of transient network errors
@@ -106,9 +110,16 @@ if [ ! -x "$PYTHON" ]; then
 fi
 
 # ------------------------------------------------------------------ download
-say "data -> $DATA_DIR${DATA_MIRROR:+ (mirror $DATA_MIRROR)}"
-"$PYTHON" "$CODE_DIR/download_data.py" "$DATA_DIR" ${DATA_MIRROR:+--base-url "$DATA_MIRROR"} --retries "$DOWNLOAD_RETRIES" \
-    || die "download_data.py failed (exit $?); see the line above"
+if [ -n "$DATA_FILE" ]; then
+    say "data: $DATA_FILE prepared -> $DATA_DIR"
+    # shellcheck disable=SC2086  # PREPARE_ARGS is a list of options
+    "$PYTHON" "$CODE_DIR/prepare_data.py" "$DATA_FILE" "$DATA_DIR" $PREPARE_ARGS \
+        || die "prepare_data.py failed (exit $?); see the line above"
+else
+    say "data -> $DATA_DIR${DATA_MIRROR:+ (mirror $DATA_MIRROR)}"
+    "$PYTHON" "$CODE_DIR/download_data.py" "$DATA_DIR" ${DATA_MIRROR:+--base-url "$DATA_MIRROR"} --retries "$DOWNLOAD_RETRIES" \
+        || die "download_data.py failed (exit $?); see the line above"
+fi
 say "model $MODEL -> $HF_HUB_CACHE"
 "$PYTHON" "$CODE_DIR/download_transformer_model.py" --transformer-model "$MODEL" --retries "$DOWNLOAD_RETRIES" \
     || die "download_transformer_model.py failed (exit $?); see the line above"

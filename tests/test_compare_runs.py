@@ -141,8 +141,9 @@ def test_groups_by_settings_and_averages_over_seeds(tmp_path: Path) -> None:
     assert paper["test_macro_f1"]["mean"] == pytest.approx((0.5 + 1.7 / 3) / 2)
     assert paper["test_macro_f1"]["std"] == pytest.approx(abs(0.5 - 1.7 / 3) / np.sqrt(2))
     m = paper["metrics"]
-    assert m["f1/joy"] == {"mean": pytest.approx(0.6), "std": pytest.approx(np.sqrt(0.02)), "paper": 0.51}
-    assert m["f1/neutral"]["paper"] == 0.68 and m["test_macro_f1"]["paper"] == 0.46
+    # joy, anger and neutral are not one of the paper's label sets: no paper values (see the test of those below)
+    assert m["f1/joy"] == {"mean": pytest.approx(0.6), "std": pytest.approx(np.sqrt(0.02)), "paper": None}
+    assert m["f1/neutral"]["paper"] is None and m["test_macro_f1"]["paper"] is None
     assert m["test_micro_f1"]["mean"] == pytest.approx(0.55)
     assert m["best_epoch"]["mean"] == pytest.approx(3) and m["best_epoch"]["std"] == pytest.approx(np.sqrt(2))
     assert m["epoch_time_s"]["mean"] == pytest.approx((15 + 30) / 2)
@@ -157,14 +158,14 @@ def test_text_markdown_and_tsv_show_the_same_numbers(tmp_path: Path) -> None:
     text = run_script(SCRIPT, tmp_path)
     assert text.returncode == 0, text.stderr
     joy = next(line for line in text.stdout.splitlines() if line.startswith("joy "))
-    assert joy.split() == ["joy", "0.900", "0.600", "±", "0.141", "0.51"]  # columns sorted by label
+    assert joy.split() == ["joy", "0.900", "0.600", "±", "0.141"]  # columns sorted by label; no paper column
     assert "macro F1 @0.3" in text.stdout and "2 (seed 1, 2)" in text.stdout
     md = run_script(SCRIPT, tmp_path, "--format", "markdown").stdout
-    assert "| joy | 0.900 | 0.600 ± 0.141 | 0.51 |" in md
+    assert "| joy | 0.900 | 0.600 ± 0.141 |" in md and "paper" not in md
     tsv = pd.read_csv(StringIO(run_script(SCRIPT, tmp_path, "--format", "tsv").stdout), sep="\t")
     row = tsv[(tsv.group_label == "tiny-bert lr=5e-05") & (tsv.metric == "f1/anger")].iloc[0]
-    assert (row.n_runs, row["mean"], row["std"], row.paper) == (2, pytest.approx(0.3), pytest.approx(np.sqrt(0.02)),
-                                                                0.47)
+    assert (row.n_runs, row["mean"], row["std"]) == (2, pytest.approx(0.3), pytest.approx(np.sqrt(0.02)))
+    assert pd.isna(row.paper)
 
 
 def test_an_unknown_setting_splits_groups_and_taxonomies_get_their_own_table(tmp_path: Path) -> None:
@@ -181,7 +182,30 @@ def test_an_unknown_setting_splits_groups_and_taxonomies_get_their_own_table(tmp
     assert sentiment["metrics"]["test_macro_f1"]["paper"] == 0.69
     assert sentiment["metrics"]["f1/neutral"]["paper"] is None  # per-label values exist for the 28 emotions only
     text = run_script(SCRIPT, tmp_path).stdout
-    assert "original taxonomy: 2 group(s)" in text and "sentiment taxonomy: 1 group(s)" in text
+    assert "3 labels (joy, anger, neutral): 2 group(s)" in text and "sentiment taxonomy: 1 group(s)" in text
+
+
+def test_the_paper_is_beside_its_label_sets_only_however_they_were_made(tmp_path: Path) -> None:
+    """The 28 emotions get Table 4; Ekman's names prepared by prepare_data.py (taxonomy original) are --taxonomy
+    ekman's labels: one table, the paper's .64, and --compare takes the two; anyone else's labels get no paper."""
+    emotions = list(compare_runs.PAPER_F1)
+    write_metrics(tmp_path / "go" / "metrics.json", dict.fromkeys(emotions, 0.5))
+    ekman = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
+    gold = np.random.default_rng(0).random((60, 7)) > 0.7
+    by_taxonomy = write_run(tmp_path / "ekman", gold, perfect(gold), labels=ekman, taxonomy="ekman")
+    by_names = write_run(tmp_path / "names", gold, wrong_on(gold, [3]), labels=ekman, seed=7)
+    write_metrics(tmp_path / "mine" / "metrics.json", {"spam": 0.9, "ham": 0.8})
+    out = compare_json(tmp_path)
+    paper = {g["label"]: g["metrics"]["test_macro_f1"]["paper"] for g in out["groups"]}
+    assert sorted(paper.values(), key=str) == [0.46, 0.64, 0.64, None], paper
+    go = next(g for g in out["groups"] if "f1/admiration" in g["metrics"])
+    assert go["metrics"]["f1/admiration"]["paper"] == 0.65
+    text = run_script(SCRIPT, tmp_path).stdout
+    assert "ekman taxonomy: 2 group(s), 2 run(s)" in text and "original taxonomy: 1 group(s)" in text
+    mine = text[text.index("2 labels (spam, ham)"):]
+    assert "paper" not in mine.splitlines()[0] + mine.splitlines()[2], mine
+    result = run_script(SCRIPT, "--compare", by_names, by_taxonomy)
+    assert result.returncode == 0, result.stderr
 
 
 def test_output_and_plot_are_written_whole(tmp_path: Path) -> None:
@@ -282,7 +306,8 @@ def test_runs_on_different_test_sets_or_taxonomies_are_refused(tmp_path: Path) -
     relabelled = write_run(tmp_path / "gold", other_gold, perfect(other_gold))
     ekman = write_run(tmp_path / "ekman", gold, perfect(gold), labels=["joy", "anger", "surprise"], taxonomy="ekman")
     for other, words in ((ids, ["different test examples"]), (fewer, ["different test examples", "39 vs 40"]),
-                         (relabelled, ["gold labels differ", "on 1 test examples"]), (ekman, ["taxonomy ekman"])):
+                         (relabelled, ["gold labels differ", "on 1 test examples"]),
+                         (ekman, ["labels (ekman, 3 labels) differ"])):
         result = run_script(SCRIPT, "--compare", a, other, "--output", tmp_path / "out.txt")
         assert_one_line_error(result, str(other), "refusing to compare", *words)
         assert not (tmp_path / "out.txt").exists()

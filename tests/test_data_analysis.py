@@ -247,7 +247,8 @@ BAD_INPUTS = {  # name: (file, its content, expected "file:line", expected words
     "blank_row": ("test.tsv", "ok\t0\ta\n\nok\t1\tb\n", 2, "found 0"),
     "non_integer_label": ("train.tsv", "ok\t0\ta\nok\t1,x\tb\n", 2, "label id 'x' is not a non-negative integer"),
     "negative_label": ("train.tsv", "ok\t-1\ta\n", 1, "label id '-1' is not a non-negative integer"),
-    "empty_labels": ("train.tsv", "ok\t0\ta\nok\t\tb\n", 2, "label id '' is not"),
+    # an empty label field is a text with no label (tests/test_prepare_data.py); an empty id in a list is not
+    "empty_label_id": ("train.tsv", "ok\t0\ta\nok\t0,\tb\n", 2, "label id '' is not"),
     "label_out_of_range": ("dev.tsv", "ok\t0\ta\nok\t2\tb\nok\t3\tc\n", 3, "label id 3 out of range 0-2"),
     "label_twice": ("dev.tsv", "ok\t1,1\ta\n", 1, "label id 1 given twice"),
     "empty_text": ("test.tsv", "ok\t0\ta\n\t0\tb\n", 2, "empty text"),

@@ -1,0 +1,611 @@
+"""Turn your own multi-label data (CSV, TSV, JSONL, Parquet, or the GoEmotions layout) into this project's files.
+
+    python prepare_data.py mydata.jsonl data/mine --label-column labels --split 0.8 0.1 0.1 --seed 42
+    python prepare_data.py --train a.csv --dev b.csv --test c.csv data/mine --label-pattern 'label_.*'
+
+OUT_DIR gets train.tsv, dev.tsv and test.tsv in the GoEmotions layout (text, comma-separated label ids, id; no
+header; an empty label field is a text with no label), emotions.txt (the label names, one a line: the file every
+script here reads, whatever the labels are) and dataset.json (the sources with their SHA-256, the column mapping,
+the split rule and seed, the label counts per split). bert_model.py, data_analysis.py, predict.py, compare_runs.py,
+`make run DATA_DIR=OUT_DIR` and the HEC jobs take OUT_DIR unchanged.
+
+Labels come as one column of label lists (a JSON list, or names joined by --label-separator), as label ids into
+--labels-file (--label-ids), or as one 0/1 column per label (--label-columns, or --label-pattern). Label order:
+--labels-file's, else sorted. Splits: three files (--train/--dev/--test), a split column (--split-column), or made
+with --split TRAIN DEV TEST (iterative stratification, Sechidis et al. 2011, from the iterative-stratification
+package, then one example moved where a label with >= 3 examples missed a split).
+
+Bad input is one line (`prepare_data.py: error: FILE:LINE: problem`), exit 1, and nothing written; OUT_DIR is
+written atomically, and one that holds a different dataset is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# -----------------------------------------------------------------------------
+# Knobs
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".pq": "parquet"}
+SPLITS = ("train", "dev", "test")
+SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
+LABELS_FILE = "emotions.txt"  # the name every script here reads
+OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", LABELS_FILE)
+MIN_IN_EVERY_SPLIT = 3  # a made split gives every label with at least this many examples a place in all three
+csv.field_size_limit(2**31 - 1)  # long texts are texts
+
+
+class DataError(Exception):
+    """Bad input; the message is the one line shown to the user: FILE:LINE: problem."""
+
+
+@dataclass
+class Examples:
+    """Everything read, in input order: text, label names, id, split (None until made), where it came from."""
+    texts: list[str] = field(default_factory=list)
+    labels: list[list[str]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+    columns_named: set[str] = field(default_factory=set)  # 0/1 label columns: labels even with no example
+
+
+# -----------------------------------------------------------------------------
+# Reading: every format yields (where, row) with row a dict of column -> value
+
+
+def file_format(path: Path, forced: str | None) -> str:
+    if forced:
+        return forced
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; give --format "
+                        f"({', '.join(sorted(set(FORMATS.values())))} or goemotions)")
+    return fmt
+
+
+def read_rows(path: Path, fmt: str):
+    """(where, columns, rows): rows an iterator of (line or row number, {column: value})."""
+    if fmt == "parquet":
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as e:  # pyarrow's errors are many; the message is the useful part
+            raise DataError(f"{path}: cannot read as Parquet: {str(e).splitlines()[0]}") from None
+        columns = [str(c) for c in frame.columns]
+        data = [frame[c].tolist() for c in frame.columns]
+        return columns, ((i, dict(zip(columns, values, strict=True)))
+                         for i, values in enumerate(zip(*data, strict=True), 1)), "row"
+    try:
+        f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by the generator)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    if fmt == "jsonl":
+        return jsonl_columns(path), jsonl_rows(path, f), "line"
+    reader = csv.reader(f, delimiter="," if fmt == "csv" else "\t", strict=True)
+    if fmt == "goemotions":
+        return ["text", "labels", "id"], delimited_rows(path, f, reader, ["text", "labels", "id"]), "line"
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DataError(f"{path}:1: cannot read the header: {e}") from None
+    if not header:
+        raise DataError(f"{path}:1: no header line (the column names)")
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}:1: duplicate column names in the header")
+    return header, delimited_rows(path, f, reader, header), "line"
+
+
+def delimited_rows(path: Path, f, reader, header: list[str]):
+    with f:
+        try:
+            for row in reader:
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{reader.line_num}: {len(row)} field(s), expected {len(header)} "
+                                    f"({', '.join(header)})")
+                yield reader.line_num, dict(zip(header, row, strict=True))
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: bad quoting: {e}") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{reader.line_num}: not valid UTF-8 ({e.reason})") from None
+
+
+def jsonl_columns(path: Path) -> list[str]:
+    """The keys of the first object (for the missing-column message; each line is checked again)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                if line.strip():
+                    obj = json.loads(line)
+                    return list(obj) if isinstance(obj, dict) else []
+    except (ValueError, OSError):
+        return []  # jsonl_rows reports it with its line
+    return []
+
+
+def jsonl_rows(path: Path, f):
+    with f:
+        line_no = 0
+        try:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as e:
+                    raise DataError(f"{path}:{line_no}: not JSON: {e}") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
+                yield line_no, obj
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{line_no + 1}: not valid UTF-8 ({e.reason})") from None
+
+
+# -----------------------------------------------------------------------------
+# One row -> one example
+
+
+def column_value(row: dict, column: str, where: str):
+    if column not in row:
+        raise DataError(f"{where}: no column {column!r} (the columns there: {', '.join(map(str, row)) or 'none'})")
+    return row[column]
+
+
+def is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None, or NaN from pandas
+
+
+def label_list(value, where: str, separator: str) -> list:
+    """A JSON list, a list (JSONL, Parquet), or names joined by the separator; empty or missing: no label."""
+    if is_missing(value):
+        return []
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()  # a numpy array from Parquet
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError as e:
+                raise DataError(f"{where}: label list is not valid JSON: {e}") from None
+        else:
+            value = [part for part in value.split(separator)] if value else []
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise DataError(f"{where}: labels must be a list or a string of names, got {type(value).__name__}")
+    return [v.strip() if isinstance(v, str) else v for v in value if not (isinstance(v, str) and not v.strip())]
+
+
+def label_ids_to_names(values: list, names: list[str], where: str, labels_file: str) -> list[str]:
+    out = []
+    for v in values:
+        try:
+            i = int(v)
+            if isinstance(v, bool) or i != float(v):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: label id {v!r} is not an integer") from None
+        if not 0 <= i < len(names):
+            raise DataError(f"{where}: label id {i} out of range 0-{len(names) - 1} ({labels_file} has "
+                            f"{len(names)} labels)")
+        out.append(names[i])
+    return out
+
+
+def one_hot_value(value, column: str, where: str) -> bool:
+    if isinstance(value, str):
+        value = value.strip()
+    if value in (0, 1, "0", "1", "0.0", "1.0", True, False):  # 1 == 1.0 == True, so floats and bools too
+        return value in (1, "1", "1.0")
+    raise DataError(f"{where}: column {column!r} must hold 0 or 1, got {value!r}")
+
+
+def check_names(names: list, where: str, known: set[str] | None, labels_file: str | None) -> list[str]:
+    out = []
+    for name in names:
+        if not isinstance(name, str):
+            raise DataError(f"{where}: label {name!r} is not a name (use --label-ids for label ids)")
+        if "\n" in name or "\t" in name or "\r" in name:
+            raise DataError(f"{where}: label name {name!r} holds a tab or a line break")
+        if known is not None and name not in known:
+            raise DataError(f"{where}: label {name!r} is not in the labels file {labels_file}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def read_examples(path: Path, args: argparse.Namespace, split: str | None, known: list[str] | None,
+                  out: Examples) -> dict:
+    """Append one file's examples to `out`; returns what dataset.json says about the file."""
+    fmt = file_format(path, args.format)
+    columns, rows, unit = read_rows(path, fmt)
+    text_columns = args.text_column or ["text"]
+    label_column, id_column = args.label_column, args.id_column
+    ids_mode = args.label_ids
+    if fmt == "goemotions":
+        label_column, id_column, ids_mode = label_column or "labels", id_column or "id", True
+    one_hot_columns = one_hot_label_columns(columns, args, path)
+    if not one_hot_columns and label_column is None:
+        label_column = "labels"
+    for name in [*text_columns, *([label_column] if not one_hot_columns else []),
+                 *([id_column] if id_column else []), *([args.split_column] if args.split_column else [])]:
+        if columns and name not in columns:
+            raise DataError(f"{path}: no column {name!r} (the columns there: {', '.join(columns)})")
+    known_set = set(known) if known is not None else None
+    for name in one_hot_columns:
+        check_names([name], str(path), known_set, args.labels_file)
+    out.columns_named.update(one_hot_columns)
+    n = 0
+    for number, row in rows:
+        where = f"{path}:{number}" if unit == "line" else f"{path}: row {number}"
+        parts = [column_value(row, c, where) for c in text_columns]
+        if any(not isinstance(p, str) and not is_missing(p) for p in parts):
+            raise DataError(f"{where}: text is not a string")
+        text = " ".join(p for p in parts if not is_missing(p))
+        if not text.strip():
+            raise DataError(f"{where}: empty text")
+        if one_hot_columns:
+            names = [c for c in one_hot_columns if one_hot_value(column_value(row, c, where), c, where)]
+        else:
+            values = label_list(column_value(row, label_column, where), where, args.label_separator)
+            names = label_ids_to_names(values, known, where, args.labels_file) if ids_mode else values
+        out.labels.append(check_names(names, where, known_set, args.labels_file))
+        if id_column:
+            example_id = column_value(row, id_column, where)
+            example_id = "" if is_missing(example_id) else str(example_id).strip()
+            if not example_id:
+                raise DataError(f"{where}: empty id (column {id_column!r})")
+        else:
+            example_id = f"{path.stem}-{number}"
+        if args.split_column:
+            value = str(column_value(row, args.split_column, where)).strip().lower()
+            if value not in SPLIT_NAMES:
+                raise DataError(f"{where}: split {value!r} in column {args.split_column!r} is not one of "
+                                f"{', '.join(SPLIT_NAMES)}")
+            split = SPLIT_NAMES[value]
+        out.texts.append(text)
+        out.ids.append(example_id)
+        out.splits.append(split)
+        out.where.append(where)
+        n += 1
+    if n == 0:
+        raise DataError(f"{path}: no examples")
+    return {"path": str(path), "sha256": sha256(path), "format": fmt, "examples": n,
+            **({"split": split} if split and not args.split_column else {})}
+
+
+def one_hot_label_columns(columns: list[str], args: argparse.Namespace, path: Path) -> list[str]:
+    """The 0/1 label columns: named (--label-columns) or matched (--label-pattern, in the file's order)."""
+    if args.label_columns:
+        missing = [c for c in args.label_columns if c not in columns]
+        if missing:
+            raise DataError(f"{path}: no column {missing[0]!r} (the columns there: {', '.join(columns)})")
+        return list(args.label_columns)
+    if args.label_pattern:
+        pattern = re.compile(args.label_pattern)
+        used = {*(args.text_column or ["text"]), args.id_column, args.split_column}
+        found = [c for c in columns if pattern.fullmatch(c) and c not in used]
+        if not found:
+            raise DataError(f"{path}: no column matches --label-pattern {args.label_pattern!r} (the columns there: "
+                            f"{', '.join(columns)})")
+        return found
+    return []
+
+
+def read_labels_file(path: Path) -> list[str]:
+    """One label name a line (a final newline is optional), the order of the label ids."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    names: list[str] = []
+    for i, line in enumerate(lines, 1):
+        name = line.strip()
+        if not name:
+            raise DataError(f"{path}:{i}: blank line in the labels file")
+        if name in names:
+            raise DataError(f"{path}:{i}: label {name!r} repeats line {names.index(name) + 1}")
+        names.append(name)
+    if not names:
+        raise DataError(f"{path}: no labels")
+    return names
+
+
+def check_unique_ids(ex: Examples) -> None:
+    first: dict[str, int] = {}
+    for i, example_id in enumerate(ex.ids):
+        j = first.setdefault(example_id, i)
+        if j != i:
+            raise DataError(f"{ex.where[i]}: duplicate id {example_id!r} (first at {ex.where[j]})")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -----------------------------------------------------------------------------
+# Labels and splits
+
+
+def label_matrix(ex: Examples, labels: list[str]) -> np.ndarray:
+    index = {name: j for j, name in enumerate(labels)}
+    y = np.zeros((len(ex.texts), len(labels)), dtype=bool)
+    for i, names in enumerate(ex.labels):
+        y[i, [index[n] for n in names if n in index]] = True
+    return y
+
+
+def check_fractions(fractions: list[float]) -> None:
+    if any(f <= 0 for f in fractions):
+        raise DataError(f"--split {' '.join(map(str, fractions))}: every fraction must be above 0")
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise DataError(f"--split {' '.join(map(str, fractions))}: the fractions add up to {sum(fractions):g}, "
+                        f"not 1")
+
+
+def make_split(y: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
+    """0/1/2 (train/dev/test) per example: iterstrat's iterative stratification over the three folds at once
+    (the examples shuffled first, as its MultilabelStratifiedShuffleSplit does), then every label with >= 3
+    examples given at least one in each split (moved from the split with the most of it)."""
+    from iterstrat.ml_stratifiers import IterativeStratification
+
+    n = len(y)
+    sizes = np.array(fractions) * n
+    if n < len(SPLITS) or (np.round(sizes) < 1).any():
+        short = SPLITS[int(np.argmin(sizes))]
+        raise DataError(f"{n} example(s) are too few to split {'/'.join(map(str, fractions))} ({short} would "
+                        f"get none)")
+    rng = np.random.RandomState(seed)
+    order = np.arange(n)
+    rng.shuffle(order)
+    folds = np.empty(n, dtype=int)
+    folds[order] = IterativeStratification(labels=y[order], r=np.array(fractions), random_state=rng)
+    return give_every_label_every_split(y, folds)
+
+
+def give_every_label_every_split(y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Rarest label first: where a label with >= MIN_IN_EVERY_SPLIT examples has none in a split, swap: one
+    example of it comes from the split holding most of it (the one that fills most such gaps, and whose other
+    labels keep an example in the split it leaves), and one example goes back whose labels all stay in both."""
+    counts = y.sum(0)
+    for j in np.argsort(counts, kind="stable"):
+        if counts[j] < MIN_IN_EVERY_SPLIT:
+            continue
+        for target in range(len(SPLITS)):
+            per_split = np.array([(y[folds == s, j]).sum() for s in range(len(SPLITS))])
+            if per_split[target]:
+                continue
+            donor = int(per_split.argmax())
+            in_donor, in_target = y[folds == donor].sum(0), y[folds == target].sum(0)
+            gaps = (in_target == 0) & (counts >= MIN_IN_EVERY_SPLIT)
+            candidates = np.flatnonzero((folds == donor) & y[:, j])
+            safe = [i for i in candidates if (in_donor[y[i]] > 1).all()]
+            pick = min(safe or list(candidates), key=lambda i: (-(y[i] & gaps).sum(), y[i].sum(), i))
+            folds[pick] = target
+            in_target += y[pick]
+            back = [i for i in np.flatnonzero(folds == target) if i != pick and (in_target[y[i]] > 1).all()]
+            if back:  # the split sizes stay as iterstrat made them
+                folds[min(back, key=lambda i: (y[i].sum(), i))] = donor
+    return folds
+
+
+def counts_per_split(y: np.ndarray, splits: np.ndarray, labels: list[str]) -> dict:
+    out = {}
+    for s, name in enumerate(SPLITS):
+        ys = y[splits == s]
+        out[name] = {"examples": int(len(ys)), "without_label": int((~ys.any(1)).sum()),
+                     "labels": {label: int(c) for label, c in zip(labels, ys.sum(0), strict=True)}}
+    return out
+
+
+def count_table(counts: dict, labels: list[str]) -> str:
+    width = max(15, *(len(n) + 2 for n in labels))
+    rows = [f"{'label':<{width}}" + "".join(f"{s:>9}" for s in SPLITS)]
+    rows += [f"{n:<{width}}" + "".join(f"{counts[s]['labels'][n]:>9}" for s in SPLITS) for n in labels]
+    rows.append(f"{'(no label)':<{width}}" + "".join(f"{counts[s]['without_label']:>9}" for s in SPLITS))
+    rows.append(f"{'examples':<{width}}" + "".join(f"{counts[s]['examples']:>9}" for s in SPLITS))
+    return "\n".join(rows)
+
+
+# -----------------------------------------------------------------------------
+# Writing, atomically
+
+
+def write_tsv(path: Path, ex: Examples, y: np.ndarray, rows: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for i in rows:
+            writer.writerow([ex.texts[i], ",".join(map(str, np.flatnonzero(y[i]))), ex.ids[i]])
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse early an OUT_DIR that is not ours to write: a file, or a folder of something else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dataset.json").exists():
+        raise DataError(f"{out_dir}: not empty and holds no dataset.json; refusing to write into it")
+
+
+def publish(tmp: Path, out_dir: Path) -> str:
+    """Move the finished folder into place: 'wrote', or 'unchanged' when OUT_DIR already holds the same files."""
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        old = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8")) if (
+            out_dir / "dataset.json").exists() else {}
+        new = json.loads((tmp / "dataset.json").read_text(encoding="utf-8"))
+        if old.get("files") == new["files"] and old.get("labels") == new["labels"]:
+            shutil.rmtree(tmp)
+            return "unchanged"
+        shutil.rmtree(tmp)
+        raise DataError(f"{out_dir}: holds a different dataset ({old.get('name', '?')}, dataset.json); choose "
+                        f"another OUT_DIR or remove it")
+    os.replace(tmp, out_dir)  # onto nothing or onto an empty folder: one rename
+    return "wrote"
+
+
+# -----------------------------------------------------------------------------
+# The whole thing
+
+
+def prepare(args: argparse.Namespace, command: str) -> int:
+    out_dir = Path(args.out_dir)
+    check_out_dir(out_dir)
+    if args.split is not None:
+        check_fractions(args.split)
+    known = read_labels_file(Path(args.labels_file)) if args.labels_file else None
+    if (args.label_ids or args.format == "goemotions") and known is None:
+        raise DataError("label ids need --labels-file (the names, one a line, in id order)")
+    inputs = ([(Path(args.input), None)] if args.input else
+              [(Path(p), s) for p, s in ((args.train, "train"), (args.dev, "dev"), (args.test, "test"))])
+    ex = Examples()
+    sources = [read_examples(path, args, split, known, ex) for path, split in inputs]
+    check_unique_ids(ex)
+
+    seen = sorted({n for names in ex.labels for n in names} | ex.columns_named)
+    labels = known if known is not None else seen
+    y = label_matrix(ex, labels)
+    totals = y.sum(0)
+    dropped = {n: int(c) for n, c in zip(labels, totals, strict=True) if c < args.min_count}
+    if dropped:
+        print(f"prepare_data.py: --min-count {args.min_count}: dropped {len(dropped)} label(s) with fewer "
+              f"examples: {', '.join(f'{n} ({c})' for n, c in dropped.items())}", file=sys.stderr)
+        labels = [n for n in labels if n not in dropped]
+        y = label_matrix(ex, labels)
+    if not labels:
+        raise DataError("no labels left (none in the data, or all below --min-count)")
+
+    if args.input and not args.split_column:
+        splits = make_split(y, args.split, args.seed)
+        rule = {"rule": "made: iterative stratification (Sechidis et al. 2011, iterative-stratification "
+                        "0.1.9), then one example moved where a label with >= 3 examples missed a split",
+                "fractions": args.split, "seed": args.seed}
+    else:
+        splits = np.array([SPLITS.index(s) for s in ex.splits])
+        rule = ({"rule": "column", "column": args.split_column} if args.split_column else {"rule": "files"})
+        for s, name in enumerate(SPLITS):
+            if not (splits == s).any():
+                raise DataError(f"{args.input or args.train}: no {name} examples (split column "
+                                f"{args.split_column!r})" if args.split_column else f"no {name} examples")
+    counts = counts_per_split(y, splits, labels)
+    print(count_table(counts, labels))
+    for j, name in enumerate(labels):
+        missing = [s for s in ("dev", "test") if counts[s]["labels"][name] == 0]
+        if missing:
+            print(f"prepare_data.py: warning: label {name!r} has no example in {' or '.join(missing)} "
+                  f"({int(y[:, j].sum())} in all)", file=sys.stderr)
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for s, name in enumerate(SPLITS):
+            write_tsv(tmp / f"{name}.tsv", ex, y, np.flatnonzero(splits == s))
+        (tmp / LABELS_FILE).write_text("\n".join(labels), encoding="utf-8")  # no final newline, as GoEmotions'
+        dataset = {
+            "name": args.name or (Path(args.input).stem if args.input else out_dir.name),
+            "command": command, "sources": sources,
+            "columns": {"text": args.text_column or ["text"], "labels": describe_labels(args),
+                        "id": args.id_column or ("id" if args.format == "goemotions" else None),
+                        "generated_ids": None if args.id_column or args.format == "goemotions" else
+                        "FILE_STEM-LINE (row number for Parquet)"},
+            "labels_file": args.labels_file, "labels": labels, "min_count": args.min_count, "dropped_labels": dropped,
+            "split": rule, "counts": counts,
+            "files": {f: sha256(tmp / f) for f in OUTPUT_FILES},
+        }
+        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=1) + "\n", encoding="utf-8")
+        what = publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    n = {s: counts[s]["examples"] for s in SPLITS}
+    print(f"prepare_data.py: {what} {out_dir}: {len(labels)} labels; train {n['train']}, dev {n['dev']}, test "
+          f"{n['test']} examples ({sum(counts[s]['without_label'] for s in SPLITS)} without a label)", file=sys.stderr)
+    return 0
+
+
+def describe_labels(args: argparse.Namespace) -> dict:
+    if args.label_columns or args.label_pattern:
+        return {"encoding": "one 0/1 column per label", "columns": args.label_columns, "pattern": args.label_pattern}
+    if args.label_ids or args.format == "goemotions":
+        return {"encoding": "label ids into the labels file", "column": args.label_column or "labels"}
+    return {"encoding": "label names (a JSON list, or joined by the separator)", "column": args.label_column or
+            "labels", "separator": args.label_separator}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="[INPUT] OUT_DIR",
+                   help="one input file and OUT_DIR; or only OUT_DIR, with --train/--dev/--test")
+    p.add_argument("--train", help="the training split, as its own file (with --dev and --test)")
+    p.add_argument("--dev", help="the dev (validation) split")
+    p.add_argument("--test", help="the test split")
+    p.add_argument("--format", choices=["csv", "tsv", "jsonl", "parquet", "goemotions"],
+                   help="default: from the extension (.csv .tsv .jsonl .parquet); goemotions: the layout of this "
+                        "project's TSVs (text, label ids, id; no header; needs --labels-file)")
+    p.add_argument("--text-column", nargs="+", help="text column(s), several joined by a space (default: text)")
+    p.add_argument("--label-column", help="a column of label lists: a JSON list or names joined by "
+                                          "--label-separator (default: labels)")
+    p.add_argument("--label-separator", default=",", help="between label names in a string label column")
+    p.add_argument("--label-ids", action="store_true", help="the label column holds ids into --labels-file")
+    p.add_argument("--label-columns", nargs="+", metavar="COLUMN", help="one 0/1 column per label, by name")
+    p.add_argument("--label-pattern", metavar="REGEX", help="one 0/1 column per label: the columns it matches")
+    p.add_argument("--labels-file", help="the label names, one a line: their order, and no other names allowed")
+    p.add_argument("--min-count", type=int, default=0, help="drop labels with fewer examples in all")
+    p.add_argument("--id-column", help="example ids (unique); default: generated, FILE_STEM-LINE")
+    p.add_argument("--split-column", help="a column saying train, dev (or validation) or test")
+    p.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "DEV", "TEST"), default=[0.8, 0.1, 0.1],
+                   help="fractions for a made, stratified split of one input file")
+    p.add_argument("--seed", type=int, default=42, help="of the made split")
+    p.add_argument("--name", help="the dataset's name (model cards use it); default: the input file's stem")
+    args = p.parse_intermixed_args(argv)  # INPUT and OUT_DIR may come before, between or after the options
+    files = [args.train, args.dev, args.test]
+    if any(files):
+        if not all(files) or len(args.paths) != 1:
+            p.error("--train, --dev and --test go together, with OUT_DIR as the only path")
+        args.input, args.out_dir = None, args.paths[0]
+    elif len(args.paths) == 2:
+        args.input, args.out_dir = args.paths
+    else:
+        p.error("give INPUT OUT_DIR, or --train/--dev/--test and OUT_DIR")
+    if args.label_columns and args.label_pattern:
+        p.error("--label-columns or --label-pattern, not both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "prepare_data.py", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return prepare(args, command)
+    except DataError as e:
+        print(f"prepare_data.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"prepare_data.py: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
