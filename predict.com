@@ -181,4 +181,4 @@ if [ "$RC" = 99 ] || { [ "$RC" != 0 ] && [ -n "$GOT_SIGNAL" ]; }; then
     exit 99
 fi
 [ "$RC" = 0 ] || die "predict.py failed (exit $RC); see the lines above"
-if [ -n "$SHARD" ]; then say "done: part $TASK of $SHARDS of $OUTPUT (predict.py's last line names it)"; else say "done: $OUTPUT"; fi
+if [ ${#SHARD[@]} -gt 0 ]; then say "done: part $TASK of $SHARDS of $OUTPUT (predict.py's last line names it)"; else say "done: $OUTPUT"; fi

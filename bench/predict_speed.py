@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "goemotions"
-CONTENDERS = ("predict", "pipeline", "predict-bf16", "predict-int8")
+CONTENDERS = ("predict", "pipeline", "predict-bf16", "predict-int8")  # the CPU set, the default
+GPU_ONLY = ("predict-fp16",)  # --cuda --contenders ... predict-fp16 (bench/gpu_check.sh)
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -93,14 +94,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="only the first N texts (smoke runs)")
     p.add_argument("--batch-size", type=int, default=64, help="for both (predict.py's default)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    p.add_argument("--contenders", nargs="+", choices=CONTENDERS + GPU_ONLY, default=list(CONTENDERS))
     p.add_argument("--cuda", action="store_true")
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every trial (default: torch's)")
     p.add_argument("--rss", nargs="+", type=int, metavar="N", help="also peak RSS of predict.py over the input x N")
     p.add_argument("--rss-contenders", nargs="+", choices=[c for c in CONTENDERS if c != "pipeline"],
                    default=["predict"])
     p.add_argument("--json", type=Path, help="also write every trial here")
-    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=CONTENDERS + GPU_ONLY, help=argparse.SUPPRESS)
     p.add_argument("--scores", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
