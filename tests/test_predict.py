@@ -95,8 +95,8 @@ def test_texts_may_come_before_or_after_the_options(model: Path):
 
 
 def test_chunked_and_unchunked_runs_agree(model: Path, texts, tmp_path: Path):
-    """Chunks change only which texts share a batch: the same rows, ids and labels, scores equal to the last
-    printed digit (fp32 sums over other batch shapes differ in the last bit)."""
+    """Chunks change only which texts share a batch: the same rows, ids and labels; scores in the last printed
+    digits (fp32 sums over other batch shapes differ in the last bits; 4e-6 seen with this model)."""
     corpus = write_goemotions(tmp_path / "c.tsv", texts)
     ok(predict(model, "--input", corpus, "--output", tmp_path / "one.tsv"))
     ok(predict(model, "--input", corpus, "--output", tmp_path / "many.tsv", "--chunk-size", "7", "--batch-size", "5"))
@@ -104,7 +104,7 @@ def test_chunked_and_unchunked_runs_agree(model: Path, texts, tmp_path: Path):
     assert [r["id"] for r in one] == [i for _, i in texts] == [r["id"] for r in many]
     assert [r["predicted"] for r in one] == [r["predicted"] for r in many]
     labels = json.loads((model / "goemotions.json").read_text())["labels"]
-    assert max(abs(float(a[n]) - float(b[n])) for a, b in zip(one, many, strict=True) for n in labels) <= 1.5e-6
+    assert max(abs(float(a[n]) - float(b[n])) for a, b in zip(one, many, strict=True) for n in labels) <= 1e-5
     # the scores are the model's: the same as transformers' own forward pass on each text alone
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
