@@ -323,10 +323,12 @@ def save_model(model, tokenizer, save_fp: Path, info: dict, card: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def model_card(metrics: dict, name: str) -> str:
+def model_card(metrics: dict, save_fp: Path) -> str:
     """README.md of the saved folder, the Hugging Face convention: a metadata block, then what a user of
     the model needs: labels and thresholds, results beside the paper's, how it was trained, on what data,
-    on what hardware, and what it is (not) for."""
+    on what hardware, and what it is (not) for. Named after the run: make run saves into runs/NAME/model."""
+    name = save_fp.parent.name if save_fp.name == "model" and save_fp.parent.name else save_fp.name
+    path = shlex.quote(str(save_fp))  # the card's commands, as they run from where bert_model.py was
     a, labels, test, tuned = metrics["args"], metrics["labels"], metrics["test"], metrics["test_tuned"]
     base, dataset = a["transformer_model"], metrics.get("dataset")  # dataset: prepare_data.py's, else GoEmotions
     data_name = dataset["name"] if dataset else "GoEmotions"
@@ -350,8 +352,8 @@ def model_card(metrics: dict, name: str) -> str:
                 f"GoEmotions (Demszky et al., ACL 2020), {metrics['taxonomy']} taxonomy ({len(labels)} labels)")
              + ", with the command below. A label is predicted "
              "when its sigmoid score is above its threshold.", "",
-             "```bash", f"python predict.py {name} \"I love this!\"            # threshold {a['threshold']}",
-             f"python predict.py {name} --threshold tuned \"I love this!\"  # per-label thresholds tuned on dev",
+             "```bash", f"python predict.py {path} \"I love this!\"            # threshold {a['threshold']}",
+             f"python predict.py {path} --threshold tuned \"I love this!\"  # per-label thresholds tuned on dev",
              "```", "", "## Results (test set, best epoch by dev macro F1)", "",
              "| | macro F1 | micro F1 | macro precision | macro recall |", "|---|---|---|---|---|"]
     for key, what in (("test", f"test, threshold {a['threshold']}"), ("test_tuned", "test, dev-tuned thresholds"),
@@ -1119,7 +1121,7 @@ def write_outputs(args: argparse.Namespace, metrics: dict, test: dict, test_prob
             "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
             "metrics": {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
                         for k in ("dev", "test", "dev_tuned", "test_tuned")} | {"best_epoch": metrics["best_epoch"]}}
-    save_model(model, tokenizer, save_fp, info, model_card(metrics, save_fp.name))
+    save_model(model, tokenizer, save_fp, info, model_card(metrics, save_fp))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 #  3. bench/throughput.py on 4,800 real examples (300 steps at batch 16): the original HEC loop (a), Trainer
 #     (b, c) and bert_model.py (d), with the matmul peak
 #  4. bench/cuda_checks.py: fp16 with grad scaling, bf16, fused AdamW (numerics, and bert_model.py end to end)
+#  5. bench/predict_speed.py: predict.py's inference at batch 256 in fp32, bf16 and fp16 against the pipeline
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --tiny) TINY=1 ;;
     --prepare) PREPARE=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $arg (see --help)" >&2; exit 2 ;;
     *) DATA=$arg ;;
   esac
@@ -150,7 +151,7 @@ if [ "$TINY" = 1 ]; then MINILM=$WORK/model-$SIZE; fi
 
 echo "== 2. bench/gpu_epochs.py: one epoch each, eager and --compile, bf16 and fp16; resume across precisions"
 "$PYTHON" bench/gpu_epochs.py "$DATA" --model "base=$WORK/model-$SIZE" --model "minilm=$MINILM" --device $DEVICE \
-  --out "$RES" --resume-check minilm "${EPOCH_ARGS[@]}" || FAILED="$FAILED 2"
+  --out "$RES" --models-dir "$WORK/models" --resume-check minilm "${EPOCH_ARGS[@]}" || FAILED="$FAILED 2"
 
 echo "== 3. bench/throughput.py: a (original loop), b and c (Trainer), d (bert_model.py)"
 "$PYTHON" bench/throughput.py --models "$WORK/model-$SIZE" --rounds 1 --device $DEVICE --data "$DATA" \
@@ -158,5 +159,13 @@ echo "== 3. bench/throughput.py: a (original loop), b and c (Trainer), d (bert_m
 
 echo "== 4. bench/cuda_checks.py: fp16 + GradScaler, bf16, fused AdamW ($DEVICE)"
 "$PYTHON" bench/cuda_checks.py "$WORK/model-$SIZE" "$DATA" --device $DEVICE "${CHECK_ARGS[@]}" || FAILED="$FAILED 4"
+
+# Step 5 (issue 16): inference figures of predict.py on the GPU, with a model step 2 saved (random weights,
+# so speed only): texts/s on the real test set at batch 256, fp32 / bf16 / fp16 against transformers.pipeline.
+echo "== 5. bench/predict_speed.py: predict.py fp32, bf16, fp16 and transformers.pipeline, batch 256 ($DEVICE)"
+if [ "$TINY" = 1 ]; then PREDICT_ARGS=(--limit 64 --rounds 1 --contenders predict predict-bf16 pipeline)
+else PREDICT_ARGS=(--cuda --rounds 3 --contenders predict predict-bf16 predict-fp16 pipeline); fi
+"$PYTHON" bench/predict_speed.py "$WORK/models/base-eager-bf16" --input "$DATA/test.tsv" --batch-size 256 \
+  --json "$RES/predict_speed.json" "${PREDICT_ARGS[@]}" || FAILED="$FAILED 5"
 if [ -n "$FAILED" ]; then echo "== gpu_check done; FAILED step(s):$FAILED"; exit 1; fi
 echo "== gpu_check done"

@@ -32,10 +32,10 @@ def bert_model(data: Path, model: Path, save: Path, device: str, *extra: str) ->
             *(["--cuda"] if device == "cuda" else []), *extra]
 
 
-def one_epoch(data: Path, model: Path, out: Path, name: str, mode: str, precision: str, device: str,
+def one_epoch(data: Path, model: Path, out: Path, models: Path, name: str, mode: str, precision: str, device: str,
               extra: list[str]) -> dict:
     metrics = out / f"{name}-{mode}-{precision}.json"
-    cmd = bert_model(data, model, out / "models" / f"{name}-{mode}-{precision}", device, "--precision", precision,
+    cmd = bert_model(data, model, models / f"{name}-{mode}-{precision}", device, "--precision", precision,
                      "--metrics-file", str(metrics), "--log-every", "50", *(["--compile"] if mode == "compile" else []),
                      *extra)
     t0 = time.time()
@@ -89,9 +89,10 @@ def agreement(runs: list[dict], agree_step: int, tolerance: float) -> list[str]:
     return lines
 
 
-def resume_check(data: Path, model: Path, out: Path, device: str, extra: list[str], stop_at: int) -> str:
+def resume_check(data: Path, model: Path, out: Path, models: Path, device: str, extra: list[str],
+                 stop_at: int) -> str:
     """A job requeued onto another GPU type: stopped in bf16 (SIGUSR1 after `stop_at` steps), resumed in fp16."""
-    save = out / "models" / "resume-check"
+    save = models / "resume-check"
     base = bert_model(data, model, save, device, "--log-every", str(stop_at), "--resume", *extra)
     proc = subprocess.Popen([*base, "--precision", "bf16"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                    "minilm:eager:bf16,minilm:compile:bf16", help="NAME:MODE:PRECISION,...")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--out", type=Path, required=True, help="results folder")
+    p.add_argument("--models-dir", type=Path, help="where the trained models go (default: OUT/models)")
     p.add_argument("--agree-step", type=int, default=1000, help="compare eager and --compile losses here")
     p.add_argument("--tolerance", type=float, default=0.02, help="bf16/fp16 rounding over that many steps")
     p.add_argument("--resume-check", metavar="NAME", help="also: bf16 stopped by SIGUSR1, resumed in fp16")
@@ -130,14 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for spec in a.runs.split(","):
         name, mode, precision = spec.split(":")
-        runs.append(one_epoch(a.data, Path(models[name]), a.out, name, mode, precision, a.device, extra))
+        runs.append(one_epoch(a.data, Path(models[name]), a.out, a.models_dir or a.out / "models", name, mode,
+                              precision, a.device, extra))
         r = runs[-1]
         print(f"{name} {mode} {precision}: " + (f"FAILED: {r['error']}" if "error" in r else
               f"{r['epoch_s']:.1f} s, {r['examples_s']:.0f} examples/s, {r['peak_gpu_mb']:.0f} MiB"), flush=True)
     checks = agreement(runs, a.agree_step, a.tolerance)
     if a.resume_check:
-        checks.append(resume_check(a.data, Path(models[a.resume_check]), a.out, a.device, extra,
-                                   a.resume_stop_at))
+        checks.append(resume_check(a.data, Path(models[a.resume_check]), a.out, a.models_dir or a.out / "models",
+                                   a.device, extra, a.resume_stop_at))
     text = "\n".join([table(runs, a.agree_step), "", *checks, "", TARGET])
     print(text)
     (a.out / "gpu_epochs.md").write_text(text + "\n", encoding="utf-8")

@@ -25,8 +25,11 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(goemotions_dir, minilm, tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     for step in ("== 1. environment and imports", "== 2. bench/gpu_epochs.py", "== 3. bench/throughput.py",
-                 "== 4. bench/cuda_checks.py", "== gpu_check done"):
+                 "== 4. bench/cuda_checks.py", "== 5. bench/predict_speed.py", "== gpu_check done"):
         assert step in out
+    inference = json.loads((tmp_path / "predict_speed.json").read_text())["summary"]
+    assert set(inference) == {"predict", "predict-bf16", "pipeline"}
+    assert inference["predict"]["max_abs_diff"] < 1e-4
     passes = [line for line in out.splitlines() if line.startswith("PASS ")]
     assert len(passes) == 6 and "FAIL " not in out, out[-3000:]
     assert "PASS resume across precisions: bf16 run exit 99 (99 expected), resumed in fp16 exit 0" in out
@@ -80,10 +83,11 @@ def test_predict_speed_smoke_agrees_with_the_pipeline(tiny_bert, small_data, tmp
                    "--json", tmp_path / "speed.json")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "speed.json").read_text())["summary"]
-    assert set(summary) == {"predict", "pipeline", "predict-bf16"}
+    assert set(summary) == {"predict", "pipeline", "predict-bf16", "predict-int8"}
     # predict.py in fp32 gives the pipeline's scores; bf16 rounds them a little
     assert summary["predict"]["max_abs_diff"] < 1e-4 and summary["predict"]["same_decisions"] == 1.0
     assert summary["predict-bf16"]["max_abs_diff"] < 0.05
+    assert (model / "onnx-int8" / "model.onnx").exists() and summary["predict-int8"]["macro_f1"] >= 0
     assert "| predict |" in r.stdout and "x pipeline" in r.stdout
 
 
