@@ -590,6 +590,9 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     seed_everything(args.seed)
     model, tokenizer, new, mismatched = load_model_and_tokenizer(args.transformer_model, labels)
     env.log(describe_loading(args.transformer_model, new, mismatched))
+    if env.master:  # before measuring the room: a partial file left by a process killed mid-write
+        for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     check_room(save_fp, ckpt_path, model, env)
     model.to(env.device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -608,9 +611,6 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
         env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of "
                 f"{steps_per_epoch(len(splits['train']['ids']), args, env)}")
     stopper = Stopper(env, args.checkpoint_minutes, ckpt_path, save_fp.with_name(save_fp.name + ".requeue"))
-    if env.master:
-        for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):  # left by a process killed mid-write
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
     stopped = fit(args, env, state, net, splits, labels, pad_id, stopper)
     if stopped:
