@@ -182,17 +182,18 @@ def read_rows(path: str, fmt: str, text_column: str | None = None, id_column: st
         f = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
     else:
         f = open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
-    with f:
-        try:
-            if fmt == "lines":
-                yield from read_lines(f)
-            elif fmt == "jsonl":
-                yield from read_jsonl(f, text_column, id_column)
-            else:
-                yield from read_delimited(f, "," if fmt == "csv" else "\t", text_column, id_column,
-                                          fmt == "goemotions")
-        except UserError as e:
-            raise UserError(f"{path}:{e}") from None
+    try:
+        if fmt == "lines":
+            yield from read_lines(f)
+        elif fmt == "jsonl":
+            yield from read_jsonl(f, text_column, id_column)
+        else:
+            yield from read_delimited(f, "," if fmt == "csv" else "\t", text_column, id_column,
+                                      fmt == "goemotions")
+    except UserError as e:
+        raise UserError(f"{path}:{e}") from None
+    finally:  # standard input stays open (a wrapper closed with it would close sys.stdin for good)
+        f.detach() if path == "-" else f.close()
 
 
 def read_texts(path: str | Path) -> tuple[list[str], list[str]]:
@@ -661,7 +662,7 @@ def label(args: argparse.Namespace) -> int:
     if partial and partial.exists() and not args.resume:
         raise UserError(f"{partial}: a stopped run's output: --resume continues it; remove it to start over")
 
-    if args.input:  # a missing column or an unreadable file is reported before the model loads
+    if args.input and args.input != "-":  # a missing column or an unreadable file, before the model loads
         next(iter(read_rows(args.input, args.input_format, args.text_column, args.id_column)), None)
     if args.threads:
         torch.set_num_threads(args.threads)
