@@ -931,7 +931,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
                   mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
             for step in range(first, steps):
                 rows, weights, width = batches[step - first]
-                ids, mask, y = (train[k][rows, :width] if k != "y" else train[k][rows] for k in ("ids", "mask", "y"))
+                ids, mask, y = train["ids"][rows, :width], train["mask"][rows, :width], train["y"][rows]
                 loss = step_loss(ids, mask, y, weights)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
