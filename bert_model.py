@@ -380,6 +380,9 @@ def model_card(metrics: dict, save_fp: Path) -> str:
               f"{metrics['precision']}; {metrics['hardware']}; total {metrics['total_time_s']:.0f} s; "
               f"peak RSS {metrics['peak_rss_mb']:.0f} MiB"
               + (f", peak GPU memory {metrics['peak_gpu_mb']:.0f} MiB." if metrics["peak_gpu_mb"] else "."), "",
+              *([f"Training {describe_loss(metrics['loss'])}"
+                 + (f"; added tokens: {' '.join(a['add_tokens'])}" if a.get("add_tokens") else "") + ".", ""]
+                if "loss" in metrics else []),
               "Data (SHA-256 of the files it was trained, tuned and tested on):", "",
               *(f"- `{path}` {digest}" for path, digest in metrics["data_sha256"].items()), "",
               *(["Prepared by `prepare_data.py` from (SHA-256):", "",
@@ -885,8 +888,10 @@ def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
     for key in RESUME_KEYS:
         written = ck["args"].get(key, defaults[key])
         if written != getattr(args, key):
-            raise UserError(f"{path}: written with --{key.replace('_', '-')} {written}, "
-                            f"this run has {getattr(args, key)}; use the same settings or move it away")
+            def shown(v):
+                return "(none)" if v is None else " ".join(v) if isinstance(v, list) else v
+            raise UserError(f"{path}: written with --{key.replace('_', '-')} {shown(written)}, "
+                            f"this run has {shown(getattr(args, key))}; use the same settings or move it away")
     if ck["world"] != env.world:
         raise UserError(f"{path}: written by {ck['world']} process(es), this run has {env.world}")
     was = ck.get("precision") or ("fp16" if ck["scaler"] else None)  # format 1: only the scaler tells fp16

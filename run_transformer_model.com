@@ -56,6 +56,7 @@ check() {  # NAME: die unless the setting's value is valid (also used for every 
         LEARNING_RATE|THRESHOLD|CHECKPOINT_MINUTES) num "$1" ;;
         TAXONOMY) case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac ;;
         PRECISION) case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac ;;
+        LOSS) case $LOSS in bce|weighted-bce|focal|asl) ;; *) die "LOSS=$LOSS: use bce, weighted-bce, focal or asl";; esac ;;
     esac
 }
 granted() {  # NAME: the N of this job's hard -l NAME=N request (qstat -j), empty if none or not under Grid Engine
@@ -91,7 +92,7 @@ under_g() { if [ -n "$G" ]; then echo "$G/$1"; fi; }
 # a setting with no column, leaves the -v value or the default. Every line is checked before any
 # training; DRY_RUN=1 outside an array job prints every task's command. See docs/experiments.md.
 SWEEP=${SWEEP:-}
-SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH SEED THRESHOLD TAXONOMY PRECISION
+SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH SEED THRESHOLD TAXONOMY LOSS PRECISION
                  CHECKPOINT_MINUTES CHECKPOINT_EVERY EXTRA_ARGS "
 cells() {  # LINE: split at tabs into CELLS, keeping empty cells (read -a would merge them)
     local rest=$1; CELLS=()
@@ -168,6 +169,7 @@ MAX_LENGTH=${MAX_LENGTH:-50}
 SEED=${SEED:-$DEFAULT_SEED}                          # see the seeds above
 THRESHOLD=${THRESHOLD:-0.3}
 TAXONOMY=${TAXONOMY:-original}                        # original | ekman | sentiment
+LOSS=${LOSS:-bce}                                     # bce | weighted-bce | focal | asl (their options: EXTRA_ARGS)
 PRECISION=${PRECISION:-auto}                          # auto | fp32 | bf16 | fp16
 CHECKPOINT_MINUTES=${CHECKPOINT_MINUTES:-10}          # minutes between checkpoints (and every epoch end)
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}               # also every N steps (0: off)
@@ -192,7 +194,8 @@ export HF_HUB_CACHE HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=f
 
 # ------------------------------------------------------------------ check the settings
 for v in DATA_DIR SAVE_FP; do need $v; done
-for v in EPOCHS BATCH_SIZE MAX_LENGTH SEED CHECKPOINT_EVERY LEARNING_RATE THRESHOLD CHECKPOINT_MINUTES TAXONOMY PRECISION; do
+for v in EPOCHS BATCH_SIZE MAX_LENGTH SEED CHECKPOINT_EVERY LEARNING_RATE THRESHOLD CHECKPOINT_MINUTES TAXONOMY LOSS \
+         PRECISION; do
     check $v
 done
 case $DEVICE in cuda) DEVICE_FLAG=(--cuda) ;; cpu) DEVICE_FLAG=() ;; *) die "DEVICE=$DEVICE: use cuda or cpu";; esac
@@ -270,7 +273,7 @@ read -r -a EXTRA <<< "$EXTRA_ARGS"
 CMD=("${LAUNCH[@]}" "$CODE_DIR/bert_model.py" "$DATA_DIR/train.tsv" "$DATA_DIR/dev.tsv" "$DATA_DIR/test.tsv"
      "$DATA_DIR/emotions.txt" "$SAVE_FP" --transformer-model "$MODEL" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
      --learning-rate "$LEARNING_RATE" --max-length "$MAX_LENGTH" --seed "$SEED" --threshold "$THRESHOLD"
-     --taxonomy "$TAXONOMY" --precision "$PRECISION" --checkpoint-every "$CHECKPOINT_EVERY"
+     --taxonomy "$TAXONOMY" --loss "$LOSS" --precision "$PRECISION" --checkpoint-every "$CHECKPOINT_EVERY"
      --checkpoint-minutes "$CHECKPOINT_MINUTES" --resume
      --metrics-file "$METRICS_FILE" --predictions-file "$PREDICTIONS_FILE" ${PLOT_FILE:+--plot-file "$PLOT_FILE"}
      "${DEVICE_FLAG[@]}" "${EXTRA[@]}")

@@ -36,7 +36,7 @@ SHA256 = {
 # Settings a developer's shell might carry that would change what the jobs do.
 JOB_VARS = ("global_storage", "CODE_DIR", "CONDA_ENV", "CONDA_MODULE", "PYTHON", "DATA_DIR", "DATA_MIRROR", "MODEL",
             "MODEL_DIR", "RUN_NAME", "SAVE_FP", "METRICS_FILE", "PREDICTIONS_FILE", "PLOT_FILE", "EPOCHS",
-            "BATCH_SIZE", "LEARNING_RATE", "MAX_LENGTH", "SEED", "THRESHOLD", "TAXONOMY", "PRECISION",
+            "BATCH_SIZE", "LEARNING_RATE", "MAX_LENGTH", "SEED", "THRESHOLD", "TAXONOMY", "LOSS", "PRECISION",
             "CHECKPOINT_EVERY", "CHECKPOINT_MINUTES", "DEVICE", "EXTRA_ARGS", "DRY_RUN", "NGPUS", "HF_HOME",
             "HF_HUB_CACHE",
             "TRANSFORMERS_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "JOB_ID", "SGE_O_WORKDIR", "ENV_FILE",
@@ -116,7 +116,8 @@ def test_training_job_defaults_are_the_hec_paths_and_the_paper_settings(hec: Pat
     assert cmd.startswith(f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv "
                           f"{data}/emotions.txt {save}/bert-base-uncased --transformer-model bert-base-uncased "
                           "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length 50 --seed 42 --threshold 0.3 "
-                          "--taxonomy original --precision auto --checkpoint-every 0 --checkpoint-minutes 10 --resume ")
+                          "--taxonomy original --loss bce --precision auto --checkpoint-every 0 "
+                          "--checkpoint-minutes 10 --resume ")
     assert (f"--metrics-file {save}/bert-base-uncased.metrics.json --predictions-file "
             f"{save}/bert-base-uncased.predictions.tsv --plot-file {save}/bert-base-uncased.png --cuda") in cmd
     assert f"HF_HUB_CACHE={hec}/huggingface_transformer_models_cache HF_HUB_OFFLINE=1 NGPUS=1" in r.stdout
@@ -127,7 +128,7 @@ def test_every_training_setting_can_be_overridden(hec: Path, tmp_path: Path):
     r = job("run_transformer_model.com", global_storage=hec, PYTHON=VENV_PYTHON, DRY_RUN=1, CONDA_MODULE="",
             DATA_DIR=data, MODEL="roberta-base", SAVE_FP=tmp_path / "m" / "rb", METRICS_FILE=tmp_path / "met.json",
             PREDICTIONS_FILE=tmp_path / "pred.tsv", PLOT_FILE="", EPOCHS=2, BATCH_SIZE=32, LEARNING_RATE="3e-5",
-            MAX_LENGTH=64, SEED=7, THRESHOLD=0.25, TAXONOMY="ekman", PRECISION="fp16", CHECKPOINT_EVERY=0,
+            MAX_LENGTH=64, SEED=7, THRESHOLD=0.25, TAXONOMY="ekman", LOSS="focal", PRECISION="fp16", CHECKPOINT_EVERY=0,
             CHECKPOINT_MINUTES=2.5,
             DEVICE="cpu", EXTRA_ARGS="--max-train-examples 64 --log-every 5", HF_HUB_CACHE=tmp_path / "cache",
             HF_HUB_OFFLINE=0)
@@ -136,7 +137,7 @@ def test_every_training_setting_can_be_overridden(hec: Path, tmp_path: Path):
     assert command_of(r.stdout) == (
         f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv {data}/emotions.txt "
         f"{tmp_path}/m/rb --transformer-model roberta-base --epochs 2 --batch-size 32 --learning-rate 3e-5 "
-        "--max-length 64 --seed 7 --threshold 0.25 --taxonomy ekman --precision fp16 --checkpoint-every 0 "
+        "--max-length 64 --seed 7 --threshold 0.25 --taxonomy ekman --loss focal --precision fp16 --checkpoint-every 0 "
         "--checkpoint-minutes 2.5 --resume "
         f"--metrics-file {tmp_path}/met.json --predictions-file {tmp_path}/pred.tsv --max-train-examples 64 "
         "--log-every 5 ")
@@ -187,6 +188,7 @@ def test_legacy_transformers_cache_of_the_original_readme_still_works(name: str,
     ("THRESHOLD", "0.3.1", "THRESHOLD=0.3.1 is not a number"),
     ("TAXONOMY", "plutchik", "TAXONOMY=plutchik: use original, ekman or sentiment"),
     ("PRECISION", "fp8", "PRECISION=fp8: use auto, fp32, bf16 or fp16"),
+    ("LOSS", "hinge", "LOSS=hinge: use bce, weighted-bce, focal or asl"),
     ("DEVICE", "tpu", "DEVICE=tpu: use cuda or cpu"),
     ("NGPUS", "0", "NGPUS=0 is not a whole number >= 1"),
     ("OMP_NUM_THREADS", "all", "OMP_NUM_THREADS=all is not a whole number >= 1"),

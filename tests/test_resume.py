@@ -128,6 +128,47 @@ def test_resume_with_other_settings_is_refused(data, tiny_bert, tmp_path):
     assert r.returncode == 1 and "written with --learning-rate 0.001, this run has 0.002" in r.stderr
 
 
+def test_resume_refuses_a_checkpoint_of_another_loss_or_vocabulary(data, tiny_bert, tmp_path):
+    save = tmp_path / "model"
+    stop_when(start(args(data, save, tiny_bert, "--loss", "focal")), "epoch 1 batch 6/", signal.SIGTERM)
+    for other, message in ((["--loss", "asl"], "written with --loss focal, this run has asl"),
+                           (["--loss", "focal", "--focal-gamma", "1"], "--focal-gamma 2.0, this run has 1.0"),
+                           (["--loss", "focal", "--add-tokens"], "(none), this run has [NAME] [RELIGION]")):
+        r = run_script(*args(data, save, tiny_bert, *other))
+        assert r.returncode == 1 and message in r.stderr.strip().splitlines()[-1], (other, r.stderr[-1500:])
+    assert (tmp_path / "model.checkpoint.pt").exists()  # refused, and kept
+
+
+def test_a_checkpoint_from_before_loss_options_resumes_as_bce(data, tiny_bert, reference, tmp_path):
+    import torch
+
+    save = tmp_path / "model"
+    stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", signal.SIGTERM)
+    ckpt = tmp_path / "model.checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    for key in ("loss", "pos_weight", "pos_weight_cap", "focal_gamma", "focal_alpha", "asl_gamma_neg",
+                "asl_gamma_pos", "asl_clip", "add_tokens"):
+        del state["args"][key]  # as the bert_model.py of before issue 18 wrote it
+    torch.save(state, ckpt)
+    assert run_script(*args(data, save, tiny_bert, "--loss", "asl")).returncode == 1
+    r = run_script(*args(data, save, tiny_bert))
+    assert r.returncode == 0 and "resumed from" in r.stdout, r.stderr[-2000:]
+    assert max_diff(weights(save), weights(reference)) <= 1e-6
+
+
+def test_resume_with_added_tokens_and_asl_matches_uninterrupted(data, tiny_bert, tmp_path):
+    extra = ["--loss", "asl", "--add-tokens"]
+    r = run_script(*args(data, tmp_path / "ref" / "model", tiny_bert, *extra))
+    assert r.returncode == 0, r.stderr[-2000:]
+    save = tmp_path / "model"
+    proc = start(args(data, save, tiny_bert, *extra))
+    assert stop_when(proc, "epoch 2 batch 3/", signal.SIGUSR1) and proc.returncode == 99
+    r = run_script(*args(data, save, tiny_bert, *extra))
+    assert r.returncode == 0 and "resumed from" in r.stdout and "2 new token(s)" in r.stdout, r.stderr[-2000:]
+    assert weights(save)["bert.embeddings.word_embeddings.weight"].shape[0] == 30524
+    assert max_diff(weights(save), weights(tmp_path / "ref" / "model")) <= 1e-6
+
+
 # ------------------------------------------------------------------------------------ torchrun
 
 
