@@ -253,6 +253,8 @@ def run_summary(run: Run) -> dict:
         "path": str(run.path), "seed": run.seed,
         "test_macro_f1": m["test"]["macro"]["f1"], "test_micro_f1": m["test"]["micro"]["f1"],
         "test_tuned_macro_f1": m["test_tuned"]["macro"]["f1"], "test_tuned_micro_f1": m["test_tuned"]["micro"]["f1"],
+        "dev_macro_f1": m.get("dev", {}).get("macro", {}).get("f1"),
+        "dev_tuned_macro_f1": m.get("dev_tuned", {}).get("macro", {}).get("f1"),
         "best_epoch": m["best_epoch"], "epoch_time_s": float(np.mean(times)) if times else None,
         "peak_rss_mb": m.get("peak_rss_mb"), "peak_gpu_mb": m.get("peak_gpu_mb"),
     }
@@ -273,6 +275,8 @@ def group_rows(group: Group) -> list[tuple[str, str, float | None, float | None,
         ("test_micro_f1", f"micro F1 @{threshold}", None),
         ("test_tuned_macro_f1", "macro F1 tuned", None),
         ("test_tuned_micro_f1", "micro F1 tuned", None),
+        ("dev_macro_f1", f"dev macro F1 @{threshold}", None),  # what to choose on
+        ("dev_tuned_macro_f1", "dev macro F1 tuned", None),  # tuned on dev itself: optimistic
         ("best_epoch", "best epoch", None),
         ("epoch_time_s", "time/epoch (s)", None),
         ("peak_rss_mb", "peak RSS (MB)", None),
@@ -424,7 +428,7 @@ def label_columns(path: Path, line: int, names: str, index: dict[str, int]) -> l
     return [index[n] for n in names.split(",") if n]
 
 
-def read_predictions(path: Path, labels: list[str], threshold: float) -> Predictions:
+def read_predictions(path: Path, labels: list[str], threshold: float | np.ndarray) -> Predictions:
     """predictions.tsv of bert_model.py: id, gold, predicted, one score column per label."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -452,8 +456,9 @@ def read_predictions(path: Path, labels: list[str], threshold: float) -> Predict
         raise UserError(f"{path}: the same example id appears twice")
     probs = np.array(scores)
     predicted = probs > threshold
-    for i, j in zip(*np.nonzero(np.abs(probs - threshold) < TIE_TOLERANCE), strict=True):
-        predicted[i, j] = j in file_predicted[i]  # rounded onto the threshold: the file's own decision
+    if np.isscalar(threshold):  # the file's `predicted` column is at the run's threshold
+        for i, j in zip(*np.nonzero(np.abs(probs - threshold) < TIE_TOLERANCE), strict=True):
+            predicted[i, j] = j in file_predicted[i]  # rounded onto the threshold: the file's own decision
     return Predictions(ids=ids, gold=gold, predicted=predicted)
 
 
@@ -464,15 +469,24 @@ def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)))
 
 
-def load_side_predictions(side: Side) -> list[Predictions]:
+def load_side_predictions(side: Side, thresholds: str) -> list[Predictions]:
+    """Each run's test predictions at its threshold (0.3), or at its per-label thresholds tuned on dev."""
     out = []
     for run in side.runs:
         path = find_predictions(run)
-        preds = read_predictions(path, run.labels, float(run.metrics["threshold"]))
-        recomputed, reported = macro_f1(preds.gold, preds.predicted), run.metrics["test"]["macro"]["f1"]
+        if thresholds == "tuned":
+            tuned = run.metrics.get("thresholds")
+            if not isinstance(tuned, dict) or set(tuned) != set(run.labels):
+                raise UserError(f"{run.path}: no dev-tuned threshold for every label ('thresholds')")
+            threshold, key = np.array([float(tuned[n]) for n in run.labels]), "test_tuned"
+        else:
+            threshold, key = float(run.metrics["threshold"]), "test"
+        preds = read_predictions(path, run.labels, threshold)
+        recomputed, reported = macro_f1(preds.gold, preds.predicted), run.metrics[key]["macro"]["f1"]
         if abs(recomputed - reported) > F1_TOLERANCE:
-            raise UserError(f"{path}: test macro F1 from its scores is {recomputed:.6f}, but {run.path} says "
-                            f"{reported:.6f}: not this run's predictions, or edited")
+            raise UserError(f"{path}: test macro F1 {'with dev-tuned thresholds ' * (key == 'test_tuned')}from its "
+                            f"scores is {recomputed:.6f}, but {run.path} says {reported:.6f}: not this run's "
+                            f"predictions, or edited")
         out.append(preds)
     return out
 
@@ -555,15 +569,17 @@ def verdict(a: str, b: str, result: dict) -> str:
     return f"{better} is better than {worse} by {abs(diff):.3f} macro F1 (95% CI {lo:.3f} to {hi:.3f}, {p_text})"
 
 
-def compare(a: Side, b: Side, resamples: int, seed: int) -> dict:
-    preds = load_side_predictions(a) + load_side_predictions(b)
+def compare(a: Side, b: Side, resamples: int, seed: int, thresholds: str = "run") -> dict:
+    preds = load_side_predictions(a, thresholds) + load_side_predictions(b, thresholds)
     preds = check_comparable(preds, a.runs + b.runs)
     gold = preds[0].gold
     result = paired_bootstrap(gold, [p.predicted for p in preds[:len(a.runs)]],
                               [p.predicted for p in preds[len(a.runs):]], resamples, seed)
     sides = {k: {"name": s.name, "id": s.id, "runs": [str(r.path) for r in s.runs],
                  "seeds": [r.seed for r in s.runs]} for k, s in (("a", a), ("b", b))}
-    return {**sides, "metric": "test macro F1 at the run's threshold", "test": "paired bootstrap",
+    metric = ("test macro F1 with dev-tuned thresholds" if thresholds == "tuned" else
+              "test macro F1 at the run's threshold")
+    return {**sides, "metric": metric, "test": "paired bootstrap",
             "examples": int(gold.shape[0]), "resamples": resamples, "seed": seed, **result,
             "sentence": verdict(a.name, b.name, result)}
 
@@ -593,7 +609,7 @@ def comparison_text(c: dict) -> str:
     for key, score in (("a", c["score_a"]), ("b", c["score_b"])):
         side = c[key]
         lines.append(f"  {key.upper()}: {side['name']} ({len(side['runs'])} run{'s' * (len(side['runs']) > 1)}): "
-                     f"test macro F1 {score:.4f}")
+                     f"test macro F1{' (dev-tuned thresholds)' * ('tuned' in c['metric'])} {score:.4f}")
     lines.append(f"  A - B = {c['difference']:+.4f} (95% CI {c['ci_low']:+.4f} to {c['ci_high']:+.4f}), "
                  f"p = {c['p_value']:.4g}")
     lines.append(c["sentence"])
@@ -692,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", help="PNG: per-label test F1 with error bars beside the paper's")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="test macro F1 of A minus B, paired bootstrap; a group label or id, or a metrics.json")
+    p.add_argument("--thresholds", choices=["run", "tuned"], default="run",
+                   help="--compare at each run's threshold (run, default: 0.3) or its per-label dev-tuned ones")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     args = p.parse_args(argv)
@@ -708,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             a, b = (resolve_side(name, groups) for name in args.compare)
             files += [r.path for r in a.runs + b.runs]
-            comparison = compare(a, b, args.resamples, args.seed)
+            comparison = compare(a, b, args.resamples, args.seed, args.thresholds)
         outputs = [Path(x) for x in (args.output, args.plot) if x]
         check_outputs(outputs, files)
         text = render(groups, comparison, args.format)

@@ -402,3 +402,33 @@ def test_runs_with_other_losses_are_never_averaged_and_old_runs_were_bce(tmp_pat
     bce = groups["tiny-bert loss=bce"]
     assert [r["seed"] for r in bce["runs"]] == [1, 2, 3]
     assert bce["metrics"]["f1/joy"]["mean"] == pytest.approx((0.5 + 0.7 + 0.5) / 3)
+
+
+def test_compare_with_dev_tuned_thresholds_and_the_dev_rows(tmp_path: Path) -> None:
+    """A run whose positives all score 0.25: nothing at 0.3, everything right at its tuned 0.2."""
+    gold = gold_40()
+    a = write_run(tmp_path / "a", gold, perfect(gold), seed=1)
+    low = np.where(gold, 0.25, 0.1)
+    b = write_run(tmp_path / "b", gold, low, seed=2, loss="focal")
+    for path, tuned in ((a, 0.3), (b, 0.2)):  # as bert_model.py writes them: thresholds and test_tuned agree
+        m = json.loads(path.read_text())
+        m["thresholds"] = dict.fromkeys(LABELS, tuned)
+        m["test_tuned"]["macro"]["f1"] = 1.0
+        m["dev"]["macro"]["f1"], m["dev_tuned"]["macro"]["f1"] = (0.8, 0.9) if path == a else (0.0, 0.95)
+        path.write_text(json.dumps(m))
+    at_run = compare_json("--compare", a, b)["comparison"]
+    assert at_run["score_b"] == 0 and at_run["difference"] == pytest.approx(1) and at_run["p_value"] < 0.05
+    tuned = compare_json("--compare", a, b, "--thresholds", "tuned")["comparison"]
+    assert tuned["metric"] == "test macro F1 with dev-tuned thresholds"
+    assert tuned["score_a"] == tuned["score_b"] == pytest.approx(1) and tuned["p_value"] == 1
+    text = run_script(SCRIPT, "--compare", a, b, "--thresholds", "tuned").stdout
+    assert "test macro F1 (dev-tuned thresholds) 1.0000" in text
+    # a tuned threshold file that does not give the F1 the metrics claim is refused
+    m = json.loads(b.read_text())
+    m["thresholds"]["joy"] = 0.5
+    b.write_text(json.dumps(m))
+    assert_one_line_error(run_script(SCRIPT, "--compare", a, b, "--thresholds", "tuned"), "with dev-tuned thresholds")
+    # dev macro F1, at 0.3 and tuned, is in the table: what to choose on
+    groups = {g["label"]: g for g in compare_json(tmp_path)["groups"]}
+    assert groups["tiny-bert loss=focal"]["metrics"]["dev_macro_f1"]["mean"] == 0.0
+    assert groups["tiny-bert loss=bce"]["metrics"]["dev_tuned_macro_f1"]["mean"] == 0.9
