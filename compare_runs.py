@@ -190,6 +190,8 @@ def group_key(run: Run) -> str:
 def format_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):  # e.g. --add-tokens: add_tokens=[NAME],[RELIGION]
+        return ",".join(map(format_value, value))
     return "none" if value is None else str(value)
 
 

@@ -394,12 +394,15 @@ def test_runs_with_other_losses_are_never_averaged_and_old_runs_were_bce(tmp_pat
     write_metrics(tmp_path / "focal" / "metrics.json", f1, seed=1, loss="focal", focal_gamma=2.0, focal_alpha=0.25)
     write_metrics(tmp_path / "focal1" / "metrics.json", f1, seed=1, loss="focal", focal_gamma=1.0, focal_alpha=0.25)
     write_metrics(tmp_path / "asl" / "metrics.json", f1, seed=1, loss="asl", focal_gamma=1.0)
+    write_metrics(tmp_path / "tokens" / "metrics.json", f1, seed=1, loss="bce", add_tokens=["[NAME]", "[RELIGION]"])
     out = compare_json(tmp_path)
     groups = {g["label"]: g for g in out["groups"]}
     # a loss's own parameters are named beside it alone, and only where they differ
-    assert sorted(groups) == ["tiny-bert focal_gamma=1 loss=focal", "tiny-bert focal_gamma=2 loss=focal",
-                              "tiny-bert loss=asl", "tiny-bert loss=bce"]
-    bce = groups["tiny-bert loss=bce"]
+    assert sorted(groups) == ["tiny-bert add_tokens=[NAME],[RELIGION] loss=bce",
+                              "tiny-bert add_tokens=none focal_gamma=1 loss=focal",
+                              "tiny-bert add_tokens=none focal_gamma=2 loss=focal",
+                              "tiny-bert add_tokens=none loss=asl", "tiny-bert add_tokens=none loss=bce"]
+    bce = groups["tiny-bert add_tokens=none loss=bce"]
     assert [r["seed"] for r in bce["runs"]] == [1, 2, 3]
     assert bce["metrics"]["f1/joy"]["mean"] == pytest.approx((0.5 + 0.7 + 0.5) / 3)
 
