@@ -262,14 +262,18 @@ def run_summary(run: Run) -> dict:
     }
 
 
-def group_rows(group: Group) -> list[tuple[str, str, float | None, float | None, float | None]]:
-    """(metric name, row title, mean, std, paper) for every row of the table, in order."""
+Row = tuple[str, str, float | None, float | None, float | None]
+
+
+def group_rows(group: Group, per_label: str = "test") -> list[Row]:
+    """(metric name, row title, mean, std, paper) for every row of the table, in order; the per-label F1 at the
+    run's threshold (per_label "test") or with the dev-tuned thresholds ("test_tuned")."""
     runs = [r.metrics for r in group.runs]
     summaries = [run_summary(r) for r in group.runs]
     original = group.paper == "original"
     rows = []
     for name in group.labels:
-        mean, std = mean_std([m["test"]["per_label"][name]["f1"] for m in runs])
+        mean, std = mean_std([m[per_label]["per_label"][name]["f1"] for m in runs])
         rows.append((f"f1/{name}", name, mean, std, PAPER_F1.get(name) if original else None))
     threshold = format_value(float(runs[0]["threshold"]))
     for key, title, paper in (
@@ -298,13 +302,13 @@ def digits_for(metric: str) -> int:
     return 3 if "f1" in metric else 1 if metric in ("best_epoch", "epoch_time_s") else 0
 
 
-def wide_table(groups: list[Group]) -> pd.DataFrame:
+def wide_table(groups: list[Group], per_label: str = "test") -> pd.DataFrame:
     """One label set's groups as columns (plus the paper's, for its label sets), one row per label and summary
     metric."""
     table: dict[str, list[str]] = {}
     index = ["group id", "runs"]
     for g in groups:
-        rows = group_rows(g)
+        rows = group_rows(g, per_label)
         seeds = ", ".join(str(r.seed) for r in g.runs)
         table[g.label] = [g.id, f"{len(g.runs)} (seed {seeds})"]
         table[g.label] += [format_cell(mean, std, digits_for(key)) for key, _, mean, std, _ in rows]
@@ -347,18 +351,18 @@ def render_markdown(df: pd.DataFrame, title: str) -> str:
     return "\n".join(lines)
 
 
-def tsv_rows(groups: list[Group]) -> list[str]:
+def tsv_rows(groups: list[Group], per_label: str = "test") -> list[str]:
     """Long format, one row per group and metric: easy to read back with pandas."""
     lines = ["\t".join(["group_id", "group_label", "taxonomy", "metric", "n_runs", "mean", "std", "paper"])]
     for g in groups:
-        for key, _, mean, std, paper in group_rows(g):
+        for key, _, mean, std, paper in group_rows(g, per_label):
             values = ["" if v is None else repr(float(v)) for v in (mean, std, paper)]
             lines.append("\t".join([g.id, g.label, g.taxonomy, key, str(len(g.runs)), *values]))
     return lines
 
 
-def group_json(group: Group) -> dict:
-    rows = group_rows(group)
+def group_json(group: Group, per_label: str = "test") -> dict:
+    rows = group_rows(group, per_label)
     mean, std = next((m, s) for key, _, m, s, _ in rows if key == "test_macro_f1")
     return {
         "id": group.id, "label": group.label, "taxonomy": group.taxonomy, "settings": group.settings,
@@ -626,14 +630,14 @@ def comparison_tsv(c: dict) -> list[str]:
 # ------------------------------------------------------------------------------------------- output
 
 
-def render(groups: list[Group], comparison: dict | None, fmt: str) -> str:
+def render(groups: list[Group], comparison: dict | None, fmt: str, per_label: str = "test") -> str:
     if fmt == "json":
-        out = {"groups": [group_json(g) for g in groups]}
+        out = {"groups": [group_json(g, per_label) for g in groups]}
         if comparison:
             out["comparison"] = comparison
         return json.dumps(out, indent=1) + "\n"
     if fmt == "tsv":
-        lines = tsv_rows(groups) if groups else []
+        lines = tsv_rows(groups, per_label) if groups else []
         if comparison:
             lines += ([""] if lines else []) + comparison_tsv(comparison)
         return "\n".join(lines) + "\n"
@@ -641,8 +645,9 @@ def render(groups: list[Group], comparison: dict | None, fmt: str) -> str:
     for table_groups in by_taxonomy(groups):
         n_runs = sum(len(g.runs) for g in table_groups)
         title = (f"{label_set_name(table_groups[0])}: {len(table_groups)} group(s), {n_runs} run(s), test set"
+                 + (", per-label F1 with dev-tuned thresholds" if per_label == "test_tuned" else "")
                  + ("; paper = Demszky et al. 2020, Table 4" if table_groups[0].paper else ""))
-        df = wide_table(table_groups)
+        df = wide_table(table_groups, per_label)
         blocks.append(render_markdown(df, title) if fmt == "markdown" else render_text(df, title))
     if comparison:
         text = comparison_text(comparison)
@@ -711,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="test macro F1 of A minus B, paired bootstrap; a group label or id, or a metrics.json")
     p.add_argument("--thresholds", choices=["run", "tuned"], default="run",
-                   help="--compare at each run's threshold (run, default: 0.3) or its per-label dev-tuned ones")
+                   help="per-label F1 and --compare at each run's threshold (run, default: 0.3) or its per-label "
+                   "dev-tuned ones")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     args = p.parse_args(argv)
@@ -731,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison = compare(a, b, args.resamples, args.seed, args.thresholds)
         outputs = [Path(x) for x in (args.output, args.plot) if x]
         check_outputs(outputs, files)
-        text = render(groups, comparison, args.format)
+        text = render(groups, comparison, args.format, "test_tuned" if args.thresholds == "tuned" else "test")
         png = plot_png(groups) if args.plot else None
         if args.output:
             atomic_write(Path(args.output), text.encode("utf-8"))

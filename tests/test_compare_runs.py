@@ -418,6 +418,7 @@ def test_compare_with_dev_tuned_thresholds_and_the_dev_rows(tmp_path: Path) -> N
         m["thresholds"] = dict.fromkeys(LABELS, tuned)
         m["test_tuned"]["macro"]["f1"] = 1.0
         m["dev"]["macro"]["f1"], m["dev_tuned"]["macro"]["f1"] = (0.8, 0.9) if path == a else (0.0, 0.95)
+        m["test_tuned"]["per_label"]["joy"]["f1"] = 0.77 if path == a else 1.0
         path.write_text(json.dumps(m))
     at_run = compare_json("--compare", a, b)["comparison"]
     assert at_run["score_b"] == 0 and at_run["difference"] == pytest.approx(1) and at_run["p_value"] < 0.05
@@ -431,6 +432,11 @@ def test_compare_with_dev_tuned_thresholds_and_the_dev_rows(tmp_path: Path) -> N
     m["thresholds"]["joy"] = 0.5
     b.write_text(json.dumps(m))
     assert_one_line_error(run_script(SCRIPT, "--compare", a, b, "--thresholds", "tuned"), "with dev-tuned thresholds")
+    # --thresholds tuned also puts the per-label F1 with dev-tuned thresholds in the table
+    groups = {g["label"]: g for g in compare_json(tmp_path, "--thresholds", "tuned")["groups"]}
+    assert groups["tiny-bert loss=bce"]["metrics"]["f1/joy"]["mean"] == 0.77
+    assert groups["tiny-bert loss=focal"]["metrics"]["f1/joy"]["mean"] == 1.0
+    assert "per-label F1 with dev-tuned thresholds" in run_script(SCRIPT, tmp_path, "--thresholds", "tuned").stdout
     # dev macro F1, at 0.3 and tuned, is in the table: what to choose on
     groups = {g["label"]: g for g in compare_json(tmp_path)["groups"]}
     assert groups["tiny-bert loss=focal"]["metrics"]["dev_macro_f1"]["mean"] == 0.0
