@@ -1012,7 +1012,7 @@ def describe_loss(info: dict) -> str:
         return (f"loss: weighted-bce, pos_weight {info['rule']} capped at {info['cap']:g}: {w[low]:.2f} ({low}) "
                 f"to {w[high]:.2f} ({high})")
     params = ", ".join(f"{k} {v:g}" for k, v in info.items() if k != "name")
-    return f"loss: {info['name']}" + (f" ({params})" if params else " (the paper's)")
+    return f"loss: {info['name']}" + (f" ({params})" if params else " (binary cross-entropy)")
 
 
 # ------------------------------------------------------------------------------------ the loop

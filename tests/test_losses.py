@@ -181,7 +181,7 @@ def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_ber
     assert tok.tokenize("Thanks [NAME], the [RELIGION] one") == ["thanks", "[NAME]", ",", "the", "[RELIGION]", "one"]
     assert json.loads((tmp_path / "model" / "config.json").read_text())["vocab_size"] == 30524
     card = (tmp_path / "model" / "README.md").read_text()
-    assert "Training loss: bce (the paper's); added tokens: [NAME] [RELIGION]." in card
+    assert "Training loss: bce (binary cross-entropy); added tokens: [NAME] [RELIGION]." in card
 
     texts, _, ids = bm.read_tsv(data / "test.tsv", 28)
     masked = [i for i, t in enumerate(texts) if "[NAME]" in t]
