@@ -174,9 +174,10 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path}: 'args' has no seed")
     for split in ("test", "test_tuned"):
         check_scores(path, metrics, split, labels)
-    args = {**ADDED_LATER, **args}
-    unused = {k for loss, names in LOSS_PARAMETERS.items() if loss != args["loss"] for k in names}
-    settings = {k: v for k, v in sorted(args.items()) if k != "seed" and k not in BOOKKEEPING | unused}
+    unused = {k for loss, names in LOSS_PARAMETERS.items() if loss != args.get("loss", "bce") for k in names}
+    at_default = {k for k, v in ADDED_LATER.items() if args.get(k, v) == v}  # as if the option had never been added:
+    settings = {k: v for k, v in sorted(args.items())  # old runs keep their group ids
+                if k != "seed" and k not in BOOKKEEPING | unused | at_default}
     settings["world_size"] = metrics.get("world_size", 1)
     return Run(path=path, metrics=metrics, seed=args["seed"], settings=settings)
 
@@ -221,14 +222,17 @@ def name_groups(groups: list[Group]) -> None:
     keys = sorted({k for g in groups for k in g.settings} - {"transformer_model"})
     own = {k for names in LOSS_PARAMETERS.values() for k in names}  # shown only beside their own loss
 
-    def shown(k: str, g: Group) -> bool:
-        return k not in own or k in g.settings
+    def value(k: str, g: Group) -> object:
+        return g.settings.get(k, ADDED_LATER.get(k))
 
-    differing = [k for k in keys if len({json.dumps(g.settings.get(k)) for g in groups if shown(k, g)}) > 1]
+    def shown(k: str, g: Group) -> bool:
+        return k not in own or k in LOSS_PARAMETERS.get(str(value("loss", g)), ())
+
+    differing = [k for k in keys if len({json.dumps(value(k, g)) for g in groups if shown(k, g)}) > 1]
     for g in groups:
         path = Path(str(g.settings.get("transformer_model", "model")).rstrip("/"))
         model = (path.parent.name if path.name == "model" else path.name) or "model"  # .../NAME/model: NAME
-        parts = [f"{SHORT_NAMES.get(k, k)}={format_value(g.settings.get(k))}" for k in differing if shown(k, g)]
+        parts = [f"{SHORT_NAMES.get(k, k)}={format_value(value(k, g))}" for k in differing if shown(k, g)]
         g.label = " ".join([model, *parts])
     labels = [g.label for g in groups]
     for g in groups:

@@ -441,3 +441,11 @@ def test_compare_with_dev_tuned_thresholds_and_the_dev_rows(tmp_path: Path) -> N
     groups = {g["label"]: g for g in compare_json(tmp_path)["groups"]}
     assert groups["tiny-bert loss=focal"]["metrics"]["dev_macro_f1"]["mean"] == 0.0
     assert groups["tiny-bert loss=bce"]["metrics"]["dev_tuned_macro_f1"]["mean"] == 0.9
+
+
+def test_group_ids_of_runs_from_before_new_options_do_not_change() -> None:
+    """bench/RESULTS.md's commands name the MiniLM recipe's group by id (a15093f6): options bert_model.py gained
+    since (--compile, --loss, ...) at their defaults must not change it."""
+    runs = [ROOT / "bench" / "accuracy" / "experiments" / f"recipe-seed{s}" for s in (42, 43, 44)]
+    groups = compare_json(*runs)["groups"]
+    assert [g["id"] for g in groups] == ["a15093f6"]
