@@ -885,11 +885,13 @@ def resume(state: dict, path: Path, args: argparse.Namespace, env: Env) -> None:
     """Load a checkpoint into the state, refusing one written with other settings."""
     ck = load_checkpoint(path)
     defaults = vars(parse_args(["TRAIN", "DEV", "TEST", "LABELS", "SAVE_FP"]))  # for a checkpoint from before an option
+
+    def shown(v):
+        return "(none)" if v is None else " ".join(v) if isinstance(v, list) else v
+
     for key in RESUME_KEYS:
         written = ck["args"].get(key, defaults[key])
         if written != getattr(args, key):
-            def shown(v):
-                return "(none)" if v is None else " ".join(v) if isinstance(v, list) else v
             raise UserError(f"{path}: written with --{key.replace('_', '-')} {shown(written)}, "
                             f"this run has {shown(getattr(args, key))}; use the same settings or move it away")
     if ck["world"] != env.world:

@@ -479,18 +479,19 @@ def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)))
 
 
-def load_side_predictions(side: Side, thresholds: str) -> list[Predictions]:
-    """Each run's test predictions at its threshold (0.3), or at its per-label thresholds tuned on dev."""
+def load_side_predictions(side: Side, key: str) -> list[Predictions]:
+    """Each run's test predictions at its threshold (0.3; key "test"), or at its per-label thresholds tuned on dev
+    ("test_tuned")."""
     out = []
     for run in side.runs:
         path = find_predictions(run)
-        if thresholds == "tuned":
+        if key == "test_tuned":
             tuned = run.metrics.get("thresholds")
             if not isinstance(tuned, dict) or set(tuned) != set(run.labels):
                 raise UserError(f"{run.path}: no dev-tuned threshold for every label ('thresholds')")
-            threshold, key = np.array([float(tuned[n]) for n in run.labels]), "test_tuned"
+            threshold = np.array([float(tuned[n]) for n in run.labels])
         else:
-            threshold, key = float(run.metrics["threshold"]), "test"
+            threshold = float(run.metrics["threshold"])
         preds = read_predictions(path, run.labels, threshold)
         recomputed, reported = macro_f1(preds.gold, preds.predicted), run.metrics[key]["macro"]["f1"]
         if abs(recomputed - reported) > F1_TOLERANCE:
@@ -579,15 +580,15 @@ def verdict(a: str, b: str, result: dict) -> str:
     return f"{better} is better than {worse} by {abs(diff):.3f} macro F1 (95% CI {lo:.3f} to {hi:.3f}, {p_text})"
 
 
-def compare(a: Side, b: Side, resamples: int, seed: int, thresholds: str = "run") -> dict:
-    preds = load_side_predictions(a, thresholds) + load_side_predictions(b, thresholds)
+def compare(a: Side, b: Side, resamples: int, seed: int, key: str = "test") -> dict:
+    preds = load_side_predictions(a, key) + load_side_predictions(b, key)
     preds = check_comparable(preds, a.runs + b.runs)
     gold = preds[0].gold
     result = paired_bootstrap(gold, [p.predicted for p in preds[:len(a.runs)]],
                               [p.predicted for p in preds[len(a.runs):]], resamples, seed)
     sides = {k: {"name": s.name, "id": s.id, "runs": [str(r.path) for r in s.runs],
                  "seeds": [r.seed for r in s.runs]} for k, s in (("a", a), ("b", b))}
-    metric = ("test macro F1 with dev-tuned thresholds" if thresholds == "tuned" else
+    metric = ("test macro F1 with dev-tuned thresholds" if key == "test_tuned" else
               "test macro F1 at the run's threshold")
     return {**sides, "metric": metric, "test": "paired bootstrap",
             "examples": int(gold.shape[0]), "resamples": resamples, "seed": seed, **result,
@@ -732,16 +733,17 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--resamples {args.resamples}: use at least 100")
         if args.plot and not args.paths:
             raise UserError("--plot needs PATHs to plot")
+        key = "test_tuned" if args.thresholds == "tuned" else "test"  # the metrics block, and the thresholds
         files = find_metrics_files(args.paths)
         groups = group_runs([load_run(f) for f in files])
         comparison = None
         if args.compare:
             a, b = (resolve_side(name, groups) for name in args.compare)
             files += [r.path for r in a.runs + b.runs]
-            comparison = compare(a, b, args.resamples, args.seed, args.thresholds)
+            comparison = compare(a, b, args.resamples, args.seed, key)
         outputs = [Path(x) for x in (args.output, args.plot) if x]
         check_outputs(outputs, files)
-        text = render(groups, comparison, args.format, "test_tuned" if args.thresholds == "tuned" else "test")
+        text = render(groups, comparison, args.format, key)
         png = plot_png(groups) if args.plot else None
         if args.output:
             atomic_write(Path(args.output), text.encode("utf-8"))

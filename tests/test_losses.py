@@ -17,6 +17,8 @@ import bert_model as bm
 
 LOGITS = [[2.0, -1.0, 0.0, -4.0], [-3.0, 0.5, 4.0, 1.5]]
 TARGETS = [[1, 0, 1, 0], [0, 1, 0, 0]]
+# 10 training rows: label a has 2 positives, b 6, c 1, d none
+TRAIN_Y = np.array([[1, 0, 0, 0]] * 2 + [[0, 1, 0, 0]] * 6 + [[0, 0, 1, 0]] + [[0, 0, 0, 0]], np.float32)
 
 
 def sigmoid(x: float) -> float:
@@ -37,8 +39,7 @@ def computed(loss: str, **options) -> torch.Tensor:
     """What bert_model.py's label_loss computes on LOGITS/TARGETS for these command-line options."""
     args = bm.parse_args(["t", "d", "e", "l", "s", "--loss", loss,
                           *(x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v)))])
-    train_y = np.array([[1, 0, 0, 0]] * 2 + [[0, 1, 0, 0]] * 6 + [[0, 0, 1, 0]] * 1 + [[0, 0, 0, 0]] * 1, np.float32)
-    fn, _ = bm.label_loss(args, train_y, ["a", "b", "c", "d"], torch.device("cpu"))
+    fn, _ = bm.label_loss(args, TRAIN_Y, ["a", "b", "c", "d"], torch.device("cpu"))
     return fn(torch.tensor(LOGITS), torch.tensor(TARGETS, dtype=torch.float32))
 
 
@@ -47,12 +48,11 @@ def test_bce_is_the_textbook_formula():
 
 
 def test_weighted_bce_weighs_positives_by_the_label_counts():
-    # 10 training rows: label a 2 positives, b 6, c 1, d none. sqrt-inverse: sqrt(8/2), sqrt(4/6), sqrt(9/1), cap.
+    # TRAIN_Y: sqrt-inverse is sqrt(8/2), sqrt(4/6), sqrt(9/1), and the cap for d (no positive)
     for rule, expected in (("sqrt-inverse", [2.0, math.sqrt(4 / 6), 3.0, 30.0]),
                            ("inverse", [4.0, 4 / 6, 9.0, 30.0])):
-        train_y = np.array([[1, 0, 0, 0]] * 2 + [[0, 1, 0, 0]] * 6 + [[0, 0, 1, 0]] + [[0, 0, 0, 0]], np.float32)
-        assert bm.pos_weights(train_y, rule, 30.0).tolist() == pytest.approx(expected)
-    assert bm.pos_weights(train_y, "inverse", 5.0).tolist() == pytest.approx([4.0, 4 / 6, 5.0, 5.0])
+        assert bm.pos_weights(TRAIN_Y, rule, 30.0).tolist() == pytest.approx(expected)
+    assert bm.pos_weights(TRAIN_Y, "inverse", 5.0).tolist() == pytest.approx([4.0, 4 / 6, 5.0, 5.0])
     w = [4.0, 4 / 6, 9.0, 30.0]
     hand = torch.tensor([[(w[j] * -math.log(sigmoid(x)) if y else -math.log(1 - sigmoid(x)))
                           for j, (x, y) in enumerate(zip(xs, ys, strict=True))]
