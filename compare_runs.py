@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,46 +28,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# The paper's Table 4 (BERT-base, test set, threshold 0.3): F1 per emotion, and macro F1 per taxonomy.
-# Copied from bert_model.py: the scripts share file formats, not code.
-PAPER_F1 = {
-    "admiration": 0.65, "amusement": 0.80, "anger": 0.47, "annoyance": 0.34, "approval": 0.36,
-    "caring": 0.39, "confusion": 0.37, "curiosity": 0.54, "desire": 0.49, "disappointment": 0.28,
-    "disapproval": 0.39, "disgust": 0.45, "embarrassment": 0.43, "excitement": 0.34, "fear": 0.60,
-    "gratitude": 0.86, "grief": 0.00, "joy": 0.51, "love": 0.78, "nervousness": 0.35,
-    "optimism": 0.51, "pride": 0.36, "realization": 0.21, "relief": 0.15, "remorse": 0.66,
-    "sadness": 0.49, "surprise": 0.50, "neutral": 0.68,
-}
-PAPER_MACRO_F1 = {"original": 0.46, "ekman": 0.64, "sentiment": 0.69}
-# The paper's numbers are shown only beside its label sets (by --taxonomy, or prepared from names): anyone else's
-# labels get the same table without them.
-PAPER_LABELS = {"original": set(PAPER_F1),
-                "ekman": {"anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"},
-                "sentiment": {"positive", "negative", "ambiguous", "neutral"}}
+from multilabel import files
+from multilabel.files import PAPER_F1, PAPER_LABELS, PAPER_MACRO_F1, UserError
 
-# bert_model.py options that do not change the result: where files go, logging, checkpointing, the
-# eval batch size. Everything else in `args` except the seed (including options this script has never
-# heard of) is a setting, and runs whose settings differ are never averaged together.
-BOOKKEEPING = frozenset({
-    "train", "dev", "test", "labels", "save_fp", "metrics_file", "predictions_file", "plot_file",
-    "resume", "log_every", "checkpoint_every", "checkpoint_minutes", "eval_batch_size",
-})
-# Options bert_model.py gained after runs were made with it: a run from before an option was made with its default,
-# and groups with the runs that name it.
-ADDED_LATER = {"compile": False, "loss": "bce", "add_tokens": None, "pos_weight": "sqrt-inverse",
-               "pos_weight_cap": 30.0, "focal_gamma": 2.0, "focal_alpha": 0.25, "asl_gamma_neg": 4.0,
-               "asl_gamma_pos": 0.0, "asl_clip": 0.05}
-# Each --loss's own parameters; those of the other losses do not change a run, so they are no setting of it.
-LOSS_PARAMETERS = {"weighted-bce": ("pos_weight", "pos_weight_cap"), "focal": ("focal_gamma", "focal_alpha"),
-                   "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
+# Grouping: runs whose options are equal wherever an option can change a result (files.NO_RESULT says which cannot)
+# but the seed form a group. bert_model.py records those settings in metrics.json ("settings"); for a run from before
+# it did, they are derived here as bert_model.py then defined them (LEGACY_*, frozen: never add to these).
+LEGACY_NO_RESULT = files.NO_RESULT | {"eval_batch_size"}
+LEGACY_LOSS_PARAMETERS = {"weighted-bce": ("pos_weight", "pos_weight_cap"), "focal": ("focal_gamma", "focal_alpha"),
+                          "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
+# An option at the value runs had before it existed (or before it counted) is left out of a group's key, so that
+# the group ids of older runs, quoted in notes and in bench/RESULTS.md, stay what they were.
+LEGACY_DEFAULTS = {"compile": False, "loss": "bce", "add_tokens": None, "pos_weight": "sqrt-inverse",
+                   "pos_weight_cap": 30.0, "focal_gamma": 2.0, "focal_alpha": 0.25, "asl_gamma_neg": 4.0,
+                   "asl_gamma_pos": 0.0, "asl_clip": 0.05, "eval_batch_size": 128}
 SHORT_NAMES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
 FORMATS = ("text", "markdown", "tsv", "json")
 TIE_TOLERANCE = 5e-7  # predictions.tsv rounds scores to 6 decimals: closer than this, trust its `predicted`
 F1_TOLERANCE = 1e-6
-
-
-class UserError(Exception):
-    """Bad input: reported as one line, exit 1, no traceback, nothing written."""
 
 
 def note(message: str) -> None:
@@ -135,49 +112,16 @@ def find_metrics_files(paths: list[str]) -> list[Path]:
     return list(found.values())
 
 
-def check_scores(path: Path, metrics: dict, split: str, labels: list[str]) -> None:
-    part = metrics.get(split)
-    if not isinstance(part, dict) or not isinstance(part.get("per_label"), dict):
-        raise UserError(f"{path}: not a bert_model.py metrics file (no '{split}.per_label')")
-    for name in labels:
-        entry = part["per_label"].get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("f1"), int | float) or "support" not in entry:
-            raise UserError(f"{path}: '{split}.per_label' has no F1 and support for label '{name}'")
-    for avg in ("macro", "micro"):
-        if not isinstance(part.get(avg), dict) or not isinstance(part[avg].get("f1"), int | float):
-            raise UserError(f"{path}: '{split}' has no {avg} F1")
-
-
 def load_run(path: Path) -> Run:
-    """One metrics.json of bert_model.py, checked for everything this script reads."""
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a bert_model.py metrics file (not UTF-8 text)") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: truncated or not JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
-    if not isinstance(metrics, dict):
-        raise UserError(f"{path}: not a bert_model.py metrics file (not a JSON object)")
-    for key in ("labels", "taxonomy", "threshold", "best_epoch", "test", "test_tuned", "history", "args"):
-        if key not in metrics:
-            raise UserError(f"{path}: not a bert_model.py metrics file (no '{key}')")
-    labels, args = metrics["labels"], metrics["args"]
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"{path}: 'labels' is not a list of label names")
-    if metrics["taxonomy"] not in PAPER_MACRO_F1:
-        raise UserError(f"{path}: unknown taxonomy {metrics['taxonomy']!r}")
-    if not isinstance(metrics["threshold"], int | float) or not isinstance(metrics["history"], list):
-        raise UserError(f"{path}: 'threshold' is not a number or 'history' not a list")
-    if not isinstance(args, dict) or "seed" not in args:
-        raise UserError(f"{path}: 'args' has no seed")
-    for split in ("test", "test_tuned"):
-        check_scores(path, metrics, split, labels)
-    unused = {k for loss, names in LOSS_PARAMETERS.items() if loss != args.get("loss", "bce") for k in names}
-    at_default = {k for k, v in ADDED_LATER.items() if args.get(k, v) == v}  # as if the option had never been added:
-    settings = {k: v for k, v in sorted(args.items())  # old runs keep their group ids
-                if k != "seed" and k not in BOOKKEEPING | unused | at_default}
+    """One metrics.json of bert_model.py (files.read_metrics checks it), and the settings it groups by."""
+    metrics = files.read_metrics(path)
+    args = metrics["args"]
+    if isinstance(metrics.get("settings"), dict):
+        settings = dict(metrics["settings"])
+    else:  # a run from before bert_model.py recorded its settings
+        unused = {k for loss, names in LEGACY_LOSS_PARAMETERS.items() if loss != args.get("loss", "bce") for k in names}
+        settings = {k: v for k, v in args.items() if k != "seed" and k not in LEGACY_NO_RESULT | unused}
+    settings = {k: v for k, v in sorted(settings.items()) if not (k in LEGACY_DEFAULTS and v == LEGACY_DEFAULTS[k])}
     settings["world_size"] = metrics.get("world_size", 1)
     return Run(path=path, metrics=metrics, seed=args["seed"], settings=settings)
 
@@ -220,13 +164,13 @@ def name_groups(groups: list[Group]) -> None:
     """Label: the model's basename (its parent's, for a folder called model), then key=value for each
     setting that is not the same in every group."""
     keys = sorted({k for g in groups for k in g.settings} - {"transformer_model"})
-    own = {k for names in LOSS_PARAMETERS.values() for k in names}  # shown only beside their own loss
+    own = {k for names in LEGACY_LOSS_PARAMETERS.values() for k in names}  # shown only beside their own loss
 
     def value(k: str, g: Group) -> object:
-        return g.settings.get(k, ADDED_LATER.get(k))
+        return g.settings.get(k, LEGACY_DEFAULTS.get(k))
 
     def shown(k: str, g: Group) -> bool:
-        return k not in own or k in LOSS_PARAMETERS.get(str(value("loss", g)), ())
+        return k not in own or k in LEGACY_LOSS_PARAMETERS.get(str(value("loss", g)), ())
 
     differing = [k for k in keys if len({json.dumps(value(k, g)) for g in groups if shown(k, g)}) > 1]
     for g in groups:
@@ -430,46 +374,15 @@ class Predictions:
     predicted: np.ndarray  # at the run's threshold, from the scores
 
 
-def label_columns(path: Path, line: int, names: str, index: dict[str, int]) -> list[int]:
-    """Column numbers of comma-joined label names ('' is none)."""
-    unknown = [n for n in names.split(",") if n and n not in index]
-    if unknown:
-        raise UserError(f"{path}:{line}: unknown label {unknown[0]!r}")
-    return [index[n] for n in names.split(",") if n]
-
-
 def read_predictions(path: Path, labels: list[str], threshold: float | np.ndarray) -> Predictions:
-    """predictions.tsv of bert_model.py: id, gold, predicted, one score column per label."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    header = ["id", "gold", "predicted", *labels]
-    if not lines or lines[0].split("\t") != header:
-        raise UserError(f"{path}:1: header is not 'id, gold, predicted' and the run's {len(labels)} labels")
-    index = {name: j for j, name in enumerate(labels)}
-    ids, gold, scores, file_predicted = [], np.zeros((len(lines) - 1, len(labels)), bool), [], []
-    for i, line in enumerate(lines[1:]):
-        cells = line.split("\t")
-        if len(cells) != len(header):
-            raise UserError(f"{path}:{i + 2}: expected {len(header)} tab-separated columns, found {len(cells)}")
-        try:
-            scores.append([float(c) for c in cells[3:]])
-        except ValueError:
-            raise UserError(f"{path}:{i + 2}: a score is not a number") from None
-        gold[i, label_columns(path, i + 2, cells[1], index)] = True
-        file_predicted.append(set(label_columns(path, i + 2, cells[2], index)))
-        ids.append(cells[0])
-    if not ids:
-        raise UserError(f"{path}: no predictions (header only)")
-    if len(set(ids)) != len(ids):
-        raise UserError(f"{path}: the same example id appears twice")
-    probs = np.array(scores)
-    predicted = probs > threshold
+    """A run's predictions.tsv (files.read_predictions), predicted again at `threshold`: a scalar is the run's own,
+    where a score rounded onto it keeps the file's own decision."""
+    found = files.read_predictions(path, labels)
+    predicted = found.scores > threshold
     if np.isscalar(threshold):  # the file's `predicted` column is at the run's threshold
-        for i, j in zip(*np.nonzero(np.abs(probs - threshold) < TIE_TOLERANCE), strict=True):
-            predicted[i, j] = j in file_predicted[i]  # rounded onto the threshold: the file's own decision
-    return Predictions(ids=ids, gold=gold, predicted=predicted)
+        for i, j in zip(*np.nonzero(np.abs(found.scores - threshold) < TIE_TOLERANCE), strict=True):
+            predicted[i, j] = j in found.predicted[i]
+    return Predictions(ids=found.ids, gold=found.gold, predicted=predicted)
 
 
 def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
@@ -599,12 +512,11 @@ def resolve_side(name: str, groups: list[Group]) -> Side:
     """A group label, a group id (or a unique prefix of one, 4 characters or more), or one run's metrics file."""
     path = Path(name)
     if path.exists():
-        files = find_metrics_files([name])
-        if len(files) != 1:
-            raise UserError(f"{path}: a folder with {len(files)} metrics files; give one run's metrics.json "
+        found = find_metrics_files([name])
+        if len(found) != 1:
+            raise UserError(f"{path}: a folder with {len(found)} metrics files; give one run's metrics.json "
                             f"or a group label or id")
-        run = load_run(files[0])
-        return Side(name=str(files[0]), runs=[run])
+        return Side(name=str(found[0]), runs=[load_run(found[0])])
     matches = [g for g in groups if g.label == name] or [g for g in groups if g.id == name]
     if not matches and len(name) >= 4:
         matches = [g for g in groups if g.id.startswith(name)]
@@ -692,16 +604,6 @@ def plot_png(groups: list[Group]) -> bytes:
     return buffer.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
-
-
 def check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
     """Never overwrite an input; the output's folder must exist (nothing is created on error)."""
     taken = {p.resolve() for p in inputs}
@@ -734,26 +636,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot and not args.paths:
             raise UserError("--plot needs PATHs to plot")
         key = "test_tuned" if args.thresholds == "tuned" else "test"  # the metrics block, and the thresholds
-        files = find_metrics_files(args.paths)
-        groups = group_runs([load_run(f) for f in files])
+        inputs = find_metrics_files(args.paths)
+        groups = group_runs([load_run(f) for f in inputs])
         comparison = None
         if args.compare:
             a, b = (resolve_side(name, groups) for name in args.compare)
-            files += [r.path for r in a.runs + b.runs]
+            inputs += [r.path for r in a.runs + b.runs]
             comparison = compare(a, b, args.resamples, args.seed, key)
         outputs = [Path(x) for x in (args.output, args.plot) if x]
-        check_outputs(outputs, files)
+        check_outputs(outputs, inputs)
         text = render(groups, comparison, args.format, key)
         png = plot_png(groups) if args.plot else None
         if args.output:
-            atomic_write(Path(args.output), text.encode("utf-8"))
+            files.atomic_write(args.output, text, "the table")
         else:
             sys.stdout.write(text)
         if png is not None:
-            atomic_write(Path(args.plot), png)
+            files.atomic_write(args.plot, png, "the plot")
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return files.fail("compare_runs.py", e)
     return 0
 
 

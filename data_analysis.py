@@ -19,125 +19,35 @@ status 1, before anything is written. Exit status 2: bad arguments.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import re
-import secrets
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from multilabel import files
+from multilabel.files import UserError
+
 # -----------------------------------------------------------------------------
 # Knobs
 
-SPLITS = ("train", "dev", "test")  # read DATA_DIR/<split>.tsv in this order
-LABELS_FILE = "emotions.txt"  # one label name per line; line n (from 0) names label id n
 FORMATS = ("text", "tsv", "json", "markdown")
 COLUMNS = {  # statistic -> header in the text and markdown tables
     "count": "count",
     "percent_of_texts": "% of texts",
     "percent_with_other_label": "% with another label",
 }
-LABEL_ID = re.compile(r"[0-9]+")
-
-
-class DataError(Exception):
-    """Bad input; the message is the one line shown to the user: FILE:LINE: problem."""
 
 
 # -----------------------------------------------------------------------------
-# Reading and validation
-
-
-def read_labels(path: Path) -> list[str]:
-    """Label names, one a line. One newline at the very end is fine; any other blank line is an error."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read: {e}") from None
-    if text.endswith("\n"):
-        text = text[:-1]
-    labels: list[str] = []
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        name = line.strip()
-        if not name:
-            raise DataError(f"{path}:{line_no}: blank line in the label file")
-        if name in labels:
-            raise DataError(f"{path}:{line_no}: label {name!r} repeats line {labels.index(name) + 1}")
-        labels.append(name)
-    return labels
-
-
-def parse_label_ids(field: str, n_labels: int, where: str) -> tuple[int, ...]:
-    """Comma-separated ids; an empty field is a text with no label (prepare_data.py writes those)."""
-    if field == "":
-        return ()
-    ids: list[int] = []
-    for token in field.split(","):
-        if not LABEL_ID.fullmatch(token):
-            raise DataError(f"{where}: label id {token!r} is not a non-negative integer (labels field {field!r})")
-        label_id = int(token)
-        if label_id >= n_labels:
-            raise DataError(f"{where}: label id {label_id} out of range 0-{n_labels - 1} "
-                            f"({LABELS_FILE} has {n_labels} labels)")
-        if label_id in ids:
-            raise DataError(f"{where}: label id {label_id} given twice")
-        ids.append(label_id)
-    return tuple(ids)
-
-
-def bad_utf8(path: Path) -> str:
-    """The error line for a file that is not UTF-8 (text is decoded in blocks, so find the bad byte's line)."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = data.count(b"\n", 0, e.start) + 1
-        return f"{path}:{line_no}: not valid UTF-8 ({e.reason} at byte {e.start})"
-    return f"{path}: not valid UTF-8"
+# Reading (multilabel.files: the one reader of the splits and labels every script uses)
 
 
 def read_split(path: Path, n_labels: int) -> pd.DataFrame:
     """One split as a DataFrame with columns text (str, as written), labels (tuple of ids) and id."""
-    texts, label_ids, sample_ids = [], [], []
-    first_seen: dict[str, int] = {}
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, delimiter="\t", strict=True)
-            try:
-                for row in reader:
-                    where = f"{path}:{reader.line_num}"
-                    if len(row) != 3:
-                        raise DataError(f"{where}: wrong number of columns: expected 3 (text, labels, id), "
-                                        f"found {len(row)}")
-                    text, labels_field, sample_id = row
-                    if not text.strip():
-                        raise DataError(f"{where}: empty text")
-                    if not sample_id.strip():
-                        raise DataError(f"{where}: empty id")
-                    if sample_id in first_seen:
-                        raise DataError(f"{where}: duplicate id {sample_id!r} (first on line "
-                                        f"{first_seen[sample_id]})")
-                    first_seen[sample_id] = reader.line_num
-                    texts.append(text)
-                    label_ids.append(parse_label_ids(labels_field, n_labels, where))
-                    sample_ids.append(sample_id)
-            except csv.Error as e:
-                raise DataError(f"{path}:{reader.line_num}: bad CSV quoting: {e}") from None
-            except UnicodeDecodeError:
-                raise DataError(bad_utf8(path)) from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    if not texts:
-        raise DataError(f"{path}:1: no samples")
-    return pd.DataFrame({"text": texts, "labels": label_ids, "id": sample_ids})
+    split = files.read_split(path, n_labels)
+    return pd.DataFrame({"text": split.texts, "labels": split.labels, "id": split.ids})
 
 
 # -----------------------------------------------------------------------------
@@ -185,23 +95,12 @@ def cooccurrence_percent(split: pd.DataFrame, labels: list[str]) -> pd.DataFrame
     return table.div(counts.where(counts > 0), axis=0).fillna(0.0) * 100
 
 
-def dataset_name(data_dir: Path) -> str:
-    """The name in prepare_data.py's dataset.json, for a folder it prepared; else GoEmotions."""
-    path = data_dir / "dataset.json"
-    if not path.exists():
-        return "GoEmotions"
-    try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["name"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: not a prepare_data.py dataset.json: {e}") from None
-
-
 def analyse(data_dir: Path) -> dict:
     """Read and validate everything, then compute the statistics: {"name", "labels": [...], "splits": {...}}."""
-    dataset = dataset_name(data_dir)
-    labels = read_labels(data_dir / LABELS_FILE)
-    frames = {name: read_split(data_dir / f"{name}.tsv", len(labels)) for name in SPLITS}
-    return {"name": dataset, "labels": labels, "splits": {
+    dataset = files.read_dataset(data_dir)  # prepare_data.py's, for a folder it prepared; else GoEmotions
+    labels = files.read_labels(data_dir / files.LABELS_FILE)
+    frames = {name: read_split(data_dir / f"{name}.tsv", len(labels)) for name in files.SPLITS}
+    return {"name": dataset["name"] if dataset else "GoEmotions", "labels": labels, "splits": {
         name: {"samples": len(frame), "labels": label_statistics(frame, labels),
                "labels_per_sample": labels_per_sample(frame), "cooccurrence": cooccurrence_percent(frame, labels)}
         for name, frame in frames.items()}}
@@ -277,17 +176,6 @@ FORMATTERS = {"text": format_text, "tsv": format_tsv, "json": format_json, "mark
 # Writing
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(temp_path) for a temp file beside path, then rename it to path; no partial file on error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def plot(stats: dict, out_dir: Path) -> list[Path]:
     """label_frequency.png (% of texts per label, one bar per split) and cooccurrence_<split>.png heatmaps."""
     import matplotlib
@@ -309,7 +197,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
     ax.set_title(f"{stats['name']}: label frequency per split")
     ax.legend()
     path = out_dir / "label_frequency.png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), "the chart")
     plt.close(fig)
     written.append(path)
     for name, split in stats["splits"].items():
@@ -322,7 +210,7 @@ def plot(stats: dict, out_dir: Path) -> list[Path]:
         ax.set_title(f"{stats['name']} {name}: label co-occurrence (% of the row label's texts)")
         fig.colorbar(image, ax=ax, shrink=0.8)
         path = out_dir / f"cooccurrence_{name}.png"
-        atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
+        files.atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100), "the chart")
         plt.close(fig)
         written.append(path)
     return written
@@ -340,22 +228,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         stats = analyse(args.data_dir)
-    except DataError as e:
-        print(f"data_analysis.py: error: {e}", file=sys.stderr)
-        return 1
-    report = FORMATTERS[args.format](stats)
-    try:
+        report = FORMATTERS[args.format](stats)
         if args.output is None:
             sys.stdout.write(report)
         else:
-            atomic_write(args.output, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+            files.atomic_write(args.output, report, "the statistics")
             print(f"data_analysis.py: wrote {args.output}", file=sys.stderr)
         if args.plot is not None:
             written = plot(stats, args.plot)
             print(f"data_analysis.py: wrote {len(written)} charts to {args.plot}", file=sys.stderr)
-    except OSError as e:
-        print(f"data_analysis.py: error: {e.filename or ''}: cannot write: {e.strerror or e}", file=sys.stderr)
-        return 1
+    except UserError as e:
+        return files.fail("data_analysis.py", e)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -29,6 +28,9 @@ from urllib.request import url2pathname
 
 import requests
 from tqdm import tqdm
+
+from multilabel import files
+from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
 # Knobs (all can be changed on the command line)
@@ -146,28 +148,28 @@ def fetch_local(path: Path, out, digest_factory, progress: bool, desc: str):
 def download_file(name: str, expected_sha256: str, data_dir: Path, base_url: str,
                   session: requests.Session | None, timeout: tuple[float, float], retries: int,
                   backoff: float, progress: bool) -> int:
-    """Fetch one file into data_dir/name via a temp file and an atomic rename. Returns its size."""
-    final = data_dir / name
-    # a hidden temp name beside the final one (same file system, so the rename is atomic); open(..., "xb")
-    # rather than tempfile.mkstemp so the file gets the usual permissions (umask), not 0600
-    tmp = data_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.part"
-    try:
+    """Fetch one file into data_dir/name through a temporary file beside it, renamed into place once its checksum
+    matches (files.atomic_write). Returns its size."""
+    size = 0
+
+    def fetch(tmp: Path) -> None:
+        nonlocal size
         with open(tmp, "xb") as out:
             if session is None:
                 digest = fetch_local(local_path(base_url, name), out, hashlib.sha256, progress, name)
             else:
                 digest = fetch_http(session, file_url(base_url, name), out, hashlib.sha256, progress, name,
                                     timeout, retries, backoff)
-            out.flush()
-            os.fsync(out.fileno())
             size = out.tell()
         if digest.hexdigest() != expected_sha256:
             raise DownloadError(f"{name}: checksum mismatch from {base_url} (got sha256 "
                                 f"{digest.hexdigest()}, expected {expected_sha256}); nothing written")
-        os.replace(tmp, final)
-        return size
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    try:
+        files.atomic_write(data_dir / name, fetch, name)
+    except UserError as e:
+        raise DownloadError(str(e)) from None
+    return size
 
 
 def download_all(data_dir: Path, base_url: str,

@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from multilabel import files
+from multilabel.files import UserError
+
 DEFAULT_MODEL = "bert-base-uncased"
 RETRIES = 4  # retries of a transient hub error (network down, timeout, 429, 5xx) before giving up
 RETRY_WAIT = 2.0  # seconds before the first retry; doubles each time, at most MAX_RETRY_WAIT
@@ -90,8 +93,8 @@ def choose_files(repo_files: list[str]) -> list[str]:
 
 def folder_size(folder: Path) -> tuple[int, int]:
     """(number of files, bytes) in a folder, following the cache's symlinks to their blobs."""
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    return len(files), sum(p.stat().st_size for p in files)
+    found = [p for p in folder.rglob("*") if p.is_file()]
+    return len(found), sum(p.stat().st_size for p in found)
 
 
 def human(n: float) -> str:
@@ -164,11 +167,11 @@ def download(model: str, revision: str, retries: int, wait: float) -> Path:
 
     info = with_retries("hub", lambda: HfApi().model_info(model, revision=revision), retries, wait)
     repo_files = [s.rfilename for s in info.siblings or []]
-    files = choose_files(repo_files)
-    print(f"Downloading {len(files)} of the {len(repo_files)} files of {model} (revision {revision}, "
-          f"commit {info.sha[:12]}): {', '.join(files)}", flush=True)
+    wanted = choose_files(repo_files)
+    print(f"Downloading {len(wanted)} of the {len(repo_files)} files of {model} (revision {revision}, "
+          f"commit {info.sha[:12]}): {', '.join(wanted)}", flush=True)
     # revision stays the branch name: the cache then records refs/<revision>, which offline loads use.
-    folder = with_retries("download", lambda: snapshot_download(model, revision=revision, allow_patterns=files),
+    folder = with_retries("download", lambda: snapshot_download(model, revision=revision, allow_patterns=wanted),
                           retries, wait)
     return Path(folder)
 
@@ -201,7 +204,7 @@ def report(model: str, folder: Path, what: str) -> None:
     print(f"Location: {folder} ({n_files} files, {human(n_bytes)})")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transformer-model", default=DEFAULT_MODEL,
@@ -214,23 +217,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-wait", type=float, default=RETRY_WAIT,
                         help=f"seconds before the first retry (default: {RETRY_WAIT:g})")
     args = parser.parse_args(argv)
-    model = args.transformer_model
     if args.retries < 0 or args.retry_wait < 0:
         parser.error("--retries and --retry-wait must not be negative")
+    return args
 
-    if os.path.isdir(os.path.expanduser(model)):  # a local model folder: nothing to download
-        folder = Path(model).expanduser().resolve()
-        try:
-            _, what = check_loads(str(folder), None)
-        except Exception as err:
-            print(f"error: {folder} does not load as a model: {first_line(err)}", file=sys.stderr)
-            return 1
-        report(str(folder), folder, what)
-        return 0
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if os.path.isdir(os.path.expanduser(args.transformer_model)):  # a local model folder: nothing to download
+            return check_folder(Path(args.transformer_model).expanduser().resolve())
+        return fetch(args)
+    except UserError as e:
+        return files.fail("download_transformer_model.py", e)
+
+
+def check_folder(folder: Path) -> int:
+    try:
+        _, what = check_loads(str(folder), None)
+    except Exception as err:
+        raise UserError(f"{folder} does not load as a model: {first_line(err)}") from None
+    report(str(folder), folder, what)
+    return 0
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """Into the cache (or, with HF_HUB_OFFLINE=1, only checked there), then proven to load offline."""
+    model = args.transformer_model
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        print(f"error: no such model folder: {model}", file=sys.stderr)
-        return 1
-
+        raise UserError(f"no such model folder: {model}")
     # The cache location must be in the environment before huggingface_hub is imported.
     hub_cache, note = resolve_cache(args.cache_dir, os.environ)
     if hub_cache:
@@ -242,28 +257,22 @@ def main(argv: list[str] | None = None) -> int:
     if note.startswith("TRANSFORMERS_CACHE"):
         print(f"Note: {note}")
     print(f"Cache: {constants.HF_HUB_CACHE} ({note if not note.startswith('TRANSFORMERS_CACHE') else 'mapped'})")
-
     if constants.HF_HUB_OFFLINE:  # only check what is in the cache (this is also the check run below)
         try:
             folder, what = check_loads(model, args.revision)
         except Exception as err:
-            print(f"error: {model} (revision {args.revision}) does not load from the cache "
-                  f"{constants.HF_HUB_CACHE} with HF_HUB_OFFLINE=1: {first_line(err)}", file=sys.stderr)
-            return 1
+            raise UserError(f"{model} (revision {args.revision}) does not load from the cache "
+                            f"{constants.HF_HUB_CACHE} with HF_HUB_OFFLINE=1: {first_line(err)}") from None
         report(model, folder, what)
         return 0
-
     try:
         folder = download(model, args.revision, args.retries, args.retry_wait)
     except DownloadError as err:
-        print(f"error: {model}: {err}", file=sys.stderr)
-        return 1
+        raise UserError(f"{model}: {err}") from None
     except Exception as err:
-        print(f"error: {hub_error(err, model, args.revision)}", file=sys.stderr)
-        return 1
+        raise UserError(hub_error(err, model, args.revision)) from None
     n_files, n_bytes = folder_size(folder)
     print(f"Downloaded {n_files} files, {human(n_bytes)}, to {folder}", flush=True)
-
     # Prove the model loads exactly as the GPU job will load it: a fresh process, HF_HUB_OFFLINE=1.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": constants.HF_HUB_CACHE}
     check = subprocess.run([sys.executable, os.path.abspath(__file__), "--transformer-model", model,

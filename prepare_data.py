@@ -22,34 +22,28 @@ written atomically, and one that holds a different dataset is refused.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
-import os
 import re
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from multilabel import files
+from multilabel.files import UserError
+
 # -----------------------------------------------------------------------------
 # Knobs
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-           ".pq": "parquet"}
-SPLITS = ("train", "dev", "test")
+FORMATS = {k: v for k, v in files.TABLE_FORMATS.items() if v != "lines"}  # a file of lines has no labels
+SPLITS = files.SPLITS
 SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
-LABELS_FILE = "emotions.txt"  # the name every script here reads
-OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", LABELS_FILE)
+OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", files.LABELS_FILE)
 MIN_IN_EVERY_SPLIT = 3  # a made split gives every label with at least this many examples a place in all three
-csv.field_size_limit(2**31 - 1)  # long texts are texts
-
-
-class DataError(Exception):
-    """Bad input; the message is the one line shown to the user: FILE:LINE: problem."""
+DataError = UserError  # bad input; the message is the one line shown to the user: FILE:LINE: problem
 
 
 @dataclass
@@ -75,84 +69,6 @@ def file_format(path: Path, forced: str | None) -> str:
         raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; give --format "
                         f"({', '.join(sorted(set(FORMATS.values())))} or goemotions)")
     return fmt
-
-
-def read_rows(path: Path, fmt: str):
-    """(where, columns, rows): rows an iterator of (line or row number, {column: value})."""
-    if fmt == "parquet":
-        import pandas as pd
-
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as e:  # pyarrow's errors are many; the message is the useful part
-            raise DataError(f"{path}: cannot read as Parquet: {str(e).splitlines()[0]}") from None
-        columns = [str(c) for c in frame.columns]
-        data = [frame[c].tolist() for c in frame.columns]
-        return columns, ((i, dict(zip(columns, values, strict=True)))
-                         for i, values in enumerate(zip(*data, strict=True), 1)), "row"
-    try:
-        f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by the generator)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    if fmt == "jsonl":
-        return jsonl_columns(path), jsonl_rows(path, f), "line"
-    reader = csv.reader(f, delimiter="," if fmt == "csv" else "\t", strict=True)
-    if fmt == "goemotions":
-        return ["text", "labels", "id"], delimited_rows(path, f, reader, ["text", "labels", "id"]), "line"
-    try:
-        header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{path}:1: cannot read the header: {e}") from None
-    if not header:
-        raise DataError(f"{path}:1: no header line (the column names)")
-    if len(set(header)) != len(header):
-        raise DataError(f"{path}:1: duplicate column names in the header")
-    return header, delimited_rows(path, f, reader, header), "line"
-
-
-def delimited_rows(path: Path, f, reader, header: list[str]):
-    with f:
-        try:
-            for row in reader:
-                if len(row) != len(header):
-                    raise DataError(f"{path}:{reader.line_num}: {len(row)} field(s), expected {len(header)} "
-                                    f"({', '.join(header)})")
-                yield reader.line_num, dict(zip(header, row, strict=True))
-        except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: bad quoting: {e}") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{reader.line_num}: not valid UTF-8 ({e.reason})") from None
-
-
-def jsonl_columns(path: Path) -> list[str]:
-    """The keys of the first object (for the missing-column message; each line is checked again)."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            for line in f:
-                if line.strip():
-                    obj = json.loads(line)
-                    return list(obj) if isinstance(obj, dict) else []
-    except (ValueError, OSError):
-        return []  # jsonl_rows reports it with its line
-    return []
-
-
-def jsonl_rows(path: Path, f):
-    with f:
-        line_no = 0
-        try:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as e:
-                    raise DataError(f"{path}:{line_no}: not JSON: {e}") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-                yield line_no, obj
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{line_no + 1}: not valid UTF-8 ({e.reason})") from None
 
 
 # -----------------------------------------------------------------------------
@@ -220,8 +136,8 @@ def check_names(names: list, where: str, known: set[str] | None, labels_file: st
     for name in names:
         if not isinstance(name, str):
             raise DataError(f"{where}: label {name!r} is not a name (use --label-ids for label ids)")
-        if "\n" in name or "\t" in name or "\r" in name:
-            raise DataError(f"{where}: label name {name!r} holds a tab or a line break")
+        if files.label_name_problem(name) or files.unicode_problem(name):
+            raise DataError(f"{where}: {files.label_name_problem(name) or files.unicode_problem(name)}")
         if known is not None and name not in known:
             raise DataError(f"{where}: label {name!r} is not in the labels file {labels_file}")
         if name not in out:
@@ -233,60 +149,94 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
                   out: Examples) -> dict:
     """Append one file's examples to `out`; returns what dataset.json says about the file."""
     fmt = file_format(path, args.format)
-    columns, rows, unit = read_rows(path, fmt)
-    text_columns = args.text_column or ["text"]
-    label_column, id_column = args.label_column, args.id_column
-    ids_mode = args.label_ids
-    if fmt == "goemotions":
-        label_column, id_column, ids_mode = label_column or "labels", id_column or "id", True
-    one_hot_columns = one_hot_label_columns(columns, args, path)
-    if not one_hot_columns and label_column is None:
-        label_column = "labels"
-    for name in [*text_columns, *([label_column] if not one_hot_columns else []),
-                 *([id_column] if id_column else []), *([args.split_column] if args.split_column else [])]:
-        if columns and name not in columns:
-            raise DataError(f"{path}: no column {name!r} (the columns there: {', '.join(columns)})")
+    table = files.read_table(path, fmt)
+    use = Columns.of(table.columns, args, path, fmt)
     known_set = set(known) if known is not None else None
-    for name in one_hot_columns:
+    for name in use.one_hot:
         check_names([name], str(path), known_set, args.labels_file)
-    out.columns_named.update(one_hot_columns)
+    out.columns_named.update(use.one_hot)
     n = 0
-    for number, row in rows:
-        where = f"{path}:{number}" if unit == "line" else f"{path}: row {number}"
-        parts = [column_value(row, c, where) for c in text_columns]
-        if any(not isinstance(p, str) and not is_missing(p) for p in parts):
-            raise DataError(f"{where}: text is not a string")
-        text = " ".join(p for p in parts if not is_missing(p))
-        if not text.strip():
-            raise DataError(f"{where}: empty text")
-        if one_hot_columns:
-            names = [c for c in one_hot_columns if one_hot_value(column_value(row, c, where), c, where)]
-        else:
-            values = label_list(column_value(row, label_column, where), where, args.label_separator)
-            names = label_ids_to_names(values, known, where, args.labels_file) if ids_mode else values
+    for record in table.rows:
+        if record.blank and fmt == "jsonl":
+            continue
+        where = f"{path}:{record.line}" if fmt != "parquet" else f"{path}: row {record.line}"
+        if record.error:
+            raise DataError(f"{where}: {record.error}")
+        text, names, example_id = (goemotions_example(record.cells, known, where) if fmt == "goemotions" else
+                                   example(record.values, use, args, known, where))
         out.labels.append(check_names(names, where, known_set, args.labels_file))
-        if id_column:
-            example_id = column_value(row, id_column, where)
-            example_id = "" if is_missing(example_id) else str(example_id).strip()
-            if not example_id:
-                raise DataError(f"{where}: empty id (column {id_column!r})")
-        else:
-            example_id = f"{path.stem}-{number}"
-        if args.split_column:
-            value = str(column_value(row, args.split_column, where)).strip().lower()
-            if value not in SPLIT_NAMES:
-                raise DataError(f"{where}: split {value!r} in column {args.split_column!r} is not one of "
-                                f"{', '.join(SPLIT_NAMES)}")
-            split = SPLIT_NAMES[value]
         out.texts.append(text)
-        out.ids.append(example_id)
-        out.splits.append(split)
+        out.ids.append(example_id or f"{path.stem}-{record.line}")
+        out.splits.append(split_of(record.values, args.split_column, where) if args.split_column else split)
         out.where.append(where)
         n += 1
     if n == 0:
         raise DataError(f"{path}: no examples")
-    return {"path": str(path), "sha256": sha256(path), "format": fmt, "examples": n,
+    return {"path": str(path), "sha256": files.sha256(path), "format": fmt, "examples": n,
             **({"split": split} if split and not args.split_column else {})}
+
+
+@dataclass
+class Columns:
+    """Which columns hold what: the text(s), the labels (a column of lists, or one 0/1 column per label), the id."""
+    text: list[str]
+    labels: str | None
+    one_hot: list[str]
+    id: str | None
+
+    @classmethod
+    def of(cls, columns: list[str], args: argparse.Namespace, path: Path, fmt: str) -> Columns:
+        one_hot = one_hot_label_columns(columns, args, path) if fmt != "goemotions" else []
+        use = cls(args.text_column or ["text"], None if one_hot else args.label_column or "labels", one_hot,
+                  args.id_column)
+        for name in [*use.text, *([use.labels] if use.labels else []), *([use.id] if use.id else []),
+                     *([args.split_column] if args.split_column else [])]:
+            if columns and name not in columns and fmt != "goemotions":
+                raise DataError(f"{path}: no column {name!r} (the columns there: {', '.join(columns)})")
+        return use
+
+
+def goemotions_example(cells: list[str], known: list[str], where: str) -> tuple[str, list[str], str]:
+    """A row of this project's own split layout, checked as every script checks it (files.split_row)."""
+    try:
+        text, ids, example_id = files.split_row(cells, len(known))
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+    return text, [known[i] for i in ids], example_id
+
+
+def example(row: dict, use: Columns, args: argparse.Namespace, known: list[str] | None,
+            where: str) -> tuple[str, list, str]:
+    """(text, label names, id or '') of one row of a user's table."""
+    parts = [column_value(row, c, where) for c in use.text]
+    if any(not isinstance(p, str) and not is_missing(p) for p in parts):
+        raise DataError(f"{where}: text is not a string")
+    text = " ".join(p for p in parts if not is_missing(p))
+    if files.unicode_problem(text):
+        raise DataError(f"{where}: {files.unicode_problem(text)}")
+    if not text.strip():
+        raise DataError(f"{where}: empty text")
+    if use.one_hot:
+        names = [c for c in use.one_hot if one_hot_value(column_value(row, c, where), c, where)]
+    else:
+        values = label_list(column_value(row, use.labels, where), where, args.label_separator)
+        names = label_ids_to_names(values, known, where, args.labels_file) if args.label_ids else values
+    example_id = ""
+    if use.id:
+        value = column_value(row, use.id, where)
+        example_id = "" if is_missing(value) else str(value).strip()
+        if not example_id:
+            raise DataError(f"{where}: empty id (column {use.id!r})")
+        if files.unicode_problem(example_id):
+            raise DataError(f"{where}: {files.unicode_problem(example_id)} in the id")
+    return text, names, example_id
+
+
+def split_of(row: dict, column: str, where: str) -> str:
+    value = str(column_value(row, column, where)).strip().lower()
+    if value not in SPLIT_NAMES:
+        raise DataError(f"{where}: split {value!r} in column {column!r} is not one of {', '.join(SPLIT_NAMES)}")
+    return SPLIT_NAMES[value]
 
 
 def one_hot_label_columns(columns: list[str], args: argparse.Namespace, path: Path) -> list[str]:
@@ -307,42 +257,12 @@ def one_hot_label_columns(columns: list[str], args: argparse.Namespace, path: Pa
     return []
 
 
-def read_labels_file(path: Path) -> list[str]:
-    """One label name a line (a final newline is optional), the order of the label ids."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read: {e}") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    names: list[str] = []
-    for i, line in enumerate(lines, 1):
-        name = line.strip()
-        if not name:
-            raise DataError(f"{path}:{i}: blank line in the labels file")
-        if name in names:
-            raise DataError(f"{path}:{i}: label {name!r} repeats line {names.index(name) + 1}")
-        names.append(name)
-    if not names:
-        raise DataError(f"{path}: no labels")
-    return names
-
-
 def check_unique_ids(ex: Examples) -> None:
     first: dict[str, int] = {}
     for i, example_id in enumerate(ex.ids):
         j = first.setdefault(example_id, i)
         if j != i:
             raise DataError(f"{ex.where[i]}: duplicate id {example_id!r} (first at {ex.where[j]})")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -----------------------------------------------------------------------------
@@ -430,50 +350,15 @@ def count_table(counts: dict, labels: list[str]) -> str:
 
 
 # -----------------------------------------------------------------------------
-# Writing, atomically
-
-
-def write_tsv(path: Path, ex: Examples, y: np.ndarray, rows: np.ndarray) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        for i in rows:
-            writer.writerow([ex.texts[i], ",".join(map(str, np.flatnonzero(y[i]))), ex.ids[i]])
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse early an OUT_DIR that is not ours to write: a file, or a folder of something else."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dataset.json").exists():
-        raise DataError(f"{out_dir}: not empty and holds no dataset.json; refusing to write into it")
-
-
-def publish(tmp: Path, out_dir: Path) -> str:
-    """Move the finished folder into place: 'wrote', or 'unchanged' when OUT_DIR already holds the same files."""
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        old = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8")) if (
-            out_dir / "dataset.json").exists() else {}
-        new = json.loads((tmp / "dataset.json").read_text(encoding="utf-8"))
-        if old.get("files") == new["files"] and old.get("labels") == new["labels"]:
-            shutil.rmtree(tmp)
-            return "unchanged"
-        shutil.rmtree(tmp)
-        raise DataError(f"{out_dir}: holds a different dataset ({old.get('name', '?')}, dataset.json); choose "
-                        f"another OUT_DIR or remove it")
-    os.replace(tmp, out_dir)  # onto nothing or onto an empty folder: one rename
-    return "wrote"
-
-
-# -----------------------------------------------------------------------------
 # The whole thing
 
 
 def prepare(args: argparse.Namespace, command: str) -> int:
     out_dir = Path(args.out_dir)
-    check_out_dir(out_dir)
+    existing = check_out_dir(out_dir)
     if args.split is not None:
         check_fractions(args.split)
-    known = read_labels_file(Path(args.labels_file)) if args.labels_file else None
+    known = files.read_labels(args.labels_file) if args.labels_file else None
     if (args.label_ids or args.format == "goemotions") and known is None:
         raise DataError("label ids need --labels-file (the names, one a line, in id order)")
     inputs = ([(Path(args.input), None)] if args.input else
@@ -481,67 +366,97 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     ex = Examples()
     sources = [read_examples(path, args, split, known, ex) for path, split in inputs]
     check_unique_ids(ex)
+    labels, y, dropped = choose_labels(ex, known, args.min_count)
+    splits, rule = assign_splits(ex, y, args)
+    counts = counts_per_split(y, splits, labels)
+    print(count_table(counts, labels))
+    warn_missing_labels(labels, y, counts)
+    contents = {f"{name}.tsv": files.split_text([ex.texts[i] for i in rows], [np.flatnonzero(y[i]) for i in rows],
+                                                [ex.ids[i] for i in rows])
+                for s, name in enumerate(SPLITS) for rows in [np.flatnonzero(splits == s)]}
+    contents[files.LABELS_FILE] = files.labels_text(labels)
+    dataset = {
+        "name": args.name or (Path(args.input).stem if args.input else out_dir.name),
+        "command": command, "sources": sources,
+        "columns": {"text": args.text_column or ["text"], "labels": describe_labels(args),
+                    "id": args.id_column or ("id" if args.format == "goemotions" else None),
+                    "generated_ids": None if args.id_column or args.format == "goemotions" else
+                    "FILE_STEM-LINE (row number for Parquet)"},
+        "labels_file": args.labels_file, "labels": labels, "min_count": args.min_count, "dropped_labels": dropped,
+        "split": rule, "counts": counts,
+        "files": {f: hashlib.sha256(contents[f].encode("utf-8")).hexdigest() for f in OUTPUT_FILES},
+    }
+    what = publish(contents, dataset, existing, out_dir)
+    n = {s: counts[s]["examples"] for s in SPLITS}
+    print(f"prepare_data.py: {what} {out_dir}: {len(labels)} labels; train {n['train']}, dev {n['dev']}, test "
+          f"{n['test']} examples ({sum(counts[s]['without_label'] for s in SPLITS)} without a label)", file=sys.stderr)
+    return 0
 
-    seen = sorted({n for names in ex.labels for n in names} | ex.columns_named)
-    labels = known if known is not None else seen
+
+def choose_labels(ex: Examples, known: list[str] | None, min_count: int) -> tuple[list[str], np.ndarray, dict]:
+    """The labels file's order, else the names sorted; labels with fewer than min_count examples dropped."""
+    labels = known if known is not None else sorted({n for names in ex.labels for n in names} | ex.columns_named)
     y = label_matrix(ex, labels)
-    totals = y.sum(0)
-    dropped = {n: int(c) for n, c in zip(labels, totals, strict=True) if c < args.min_count}
+    dropped = {n: int(c) for n, c in zip(labels, y.sum(0), strict=True) if c < min_count}
     if dropped:
-        print(f"prepare_data.py: --min-count {args.min_count}: dropped {len(dropped)} label(s) with fewer "
+        print(f"prepare_data.py: --min-count {min_count}: dropped {len(dropped)} label(s) with fewer "
               f"examples: {', '.join(f'{n} ({c})' for n, c in dropped.items())}", file=sys.stderr)
         labels = [n for n in labels if n not in dropped]
         y = label_matrix(ex, labels)
     if not labels:
         raise DataError("no labels left (none in the data, or all below --min-count)")
+    return labels, y, dropped
 
+
+def assign_splits(ex: Examples, y: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+    """0/1/2 (train/dev/test) per example, made or as given; and the rule, for dataset.json."""
     if args.input and not args.split_column:
-        splits = make_split(y, args.split, args.seed)
         rule = {"rule": "made: iterative stratification (Sechidis et al. 2011, iterative-stratification "
                         "0.1.9), then one example moved where a label with >= 3 examples missed a split",
                 "fractions": args.split, "seed": args.seed}
-    else:
-        splits = np.array([SPLITS.index(s) for s in ex.splits])
-        rule = ({"rule": "column", "column": args.split_column} if args.split_column else {"rule": "files"})
-        for s, name in enumerate(SPLITS):
-            if not (splits == s).any():
-                raise DataError(f"{args.input or args.train}: no {name} examples (split column "
-                                f"{args.split_column!r})" if args.split_column else f"no {name} examples")
-    counts = counts_per_split(y, splits, labels)
-    print(count_table(counts, labels))
+        return make_split(y, args.split, args.seed), rule
+    splits = np.array([SPLITS.index(s) for s in ex.splits])
+    for s, name in enumerate(SPLITS):
+        if not (splits == s).any():
+            raise DataError(f"{args.input or args.train}: no {name} examples (split column "
+                            f"{args.split_column!r})" if args.split_column else f"no {name} examples")
+    return splits, ({"rule": "column", "column": args.split_column} if args.split_column else {"rule": "files"})
+
+
+def warn_missing_labels(labels: list[str], y: np.ndarray, counts: dict) -> None:
     for j, name in enumerate(labels):
         missing = [s for s in ("dev", "test") if counts[s]["labels"][name] == 0]
         if missing:
             print(f"prepare_data.py: warning: label {name!r} has no example in {' or '.join(missing)} "
                   f"({int(y[:, j].sum())} in all)", file=sys.stderr)
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for s, name in enumerate(SPLITS):
-            write_tsv(tmp / f"{name}.tsv", ex, y, np.flatnonzero(splits == s))
-        (tmp / LABELS_FILE).write_text("\n".join(labels), encoding="utf-8")  # no final newline, as GoEmotions'
-        dataset = {
-            "name": args.name or (Path(args.input).stem if args.input else out_dir.name),
-            "command": command, "sources": sources,
-            "columns": {"text": args.text_column or ["text"], "labels": describe_labels(args),
-                        "id": args.id_column or ("id" if args.format == "goemotions" else None),
-                        "generated_ids": None if args.id_column or args.format == "goemotions" else
-                        "FILE_STEM-LINE (row number for Parquet)"},
-            "labels_file": args.labels_file, "labels": labels, "min_count": args.min_count, "dropped_labels": dropped,
-            "split": rule, "counts": counts,
-            "files": {f: sha256(tmp / f) for f in OUTPUT_FILES},
-        }
-        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=1) + "\n", encoding="utf-8")
-        what = publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    n = {s: counts[s]["examples"] for s in SPLITS}
-    print(f"prepare_data.py: {what} {out_dir}: {len(labels)} labels; train {n['train']}, dev {n['dev']}, test "
-          f"{n['test']} examples ({sum(counts[s]['without_label'] for s in SPLITS)} without a label)", file=sys.stderr)
-    return 0
+
+# -----------------------------------------------------------------------------
+# Writing, atomically
+
+
+def check_out_dir(out_dir: Path) -> dict | None:
+    """Refuse early an OUT_DIR that is not ours to write: a file, or a folder of something else. Its dataset.json."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / files.DATASET_FILE).exists():
+        raise DataError(f"{out_dir}: not empty and holds no dataset.json; refusing to write into it")
+    return files.read_dataset(out_dir) if out_dir.is_dir() else None
+
+
+def publish(contents: dict[str, str], dataset: dict, existing: dict | None, out_dir: Path) -> str:
+    """Write OUT_DIR whole (a folder written beside it, then renamed): 'wrote'; or 'unchanged' where it already holds
+    the same files. One that holds another dataset is refused."""
+    if existing is not None:
+        if existing["files"] == dataset["files"] and existing["labels"] == dataset["labels"]:
+            return "unchanged"
+        raise DataError(f"{out_dir}: holds a different dataset ({existing['name']}, dataset.json); choose "
+                        f"another OUT_DIR or remove it")
+    with files.atomic_folder(out_dir, "the prepared data") as tmp:
+        for name, text in contents.items():
+            (tmp / name).write_text(text, encoding="utf-8", newline="")
+        (tmp / files.DATASET_FILE).write_text(json.dumps(dataset, indent=1) + "\n", encoding="utf-8")
+    return "wrote"
 
 
 def describe_labels(args: argparse.Namespace) -> dict:
@@ -600,11 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return prepare(args, command)
     except DataError as e:
-        print(f"prepare_data.py: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"prepare_data.py: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return files.fail("prepare_data.py", e)
 
 
 if __name__ == "__main__":

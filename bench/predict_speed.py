@@ -42,6 +42,7 @@ def worker(args: argparse.Namespace) -> int:
 
     sys.path.insert(0, str(ROOT))
     import predict
+    from multilabel import encoder
 
     texts, _ = predict.read_texts(args.input)
     texts = texts[:args.limit] if args.limit else texts
@@ -49,21 +50,21 @@ def worker(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.worker.startswith("predict"):
         precision = args.worker.partition("-")[2] or "fp32"
-        model, tokenizer, info = predict.load(args.model, device)
+        model, tokenizer, info = encoder.load(args.model, device)
         labels = info["labels"]
         if precision == "int8":
-            model = predict.onnx_session(Path(args.model) / predict.ONNX_DIR / "model.onnx", torch.get_num_threads())
+            model = encoder.onnx_session(Path(args.model) / encoder.ONNX_DIR / "model.onnx", torch.get_num_threads())
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        thresholds = torch.full((len(labels),), float(info["threshold"]))
+        thresholds = np.full(len(labels), float(info["threshold"]), dtype=np.float32)
         rows = [predict.Row(i, str(i), t) for i, t in enumerate(texts, 1)]
         t1 = time.perf_counter()
         parts = []
         with open(args.scores + ".out", "w", encoding="utf-8") as out:
             for chunk in predict.chunks(rows, predict.CHUNK_SIZE):
-                got = predict.score(model, tokenizer, [r.text for r in chunk], int(info["max_length"]),
-                                    args.batch_size, device, amp)
+                encoded = encoder.encode(tokenizer, [r.text for r in chunk], int(info["max_length"]))
+                got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp)
                 out.write(predict.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))
-                parts.append(got.numpy())
+                parts.append(got)
         scores = np.concatenate(parts)
     else:
         from transformers import pipeline
@@ -190,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     if "predict-int8" in args.contenders + (args.rss_contenders if args.rss else []):
         sys.path.insert(0, str(ROOT))
-        import predict
+        from multilabel import encoder
 
-        model = predict.load(args.model, torch.device("cpu"))[0]
-        print(f"# INT8 model: {predict.export_int8(model, Path(args.model))} (exported once, before the trials)\n")
+        model = encoder.load(args.model, torch.device("cpu"))[0]
+        print(f"# INT8 model: {encoder.export_int8(model, Path(args.model))} (exported once, before the trials)\n")
     trials: dict[str, list[dict]] = {c: [] for c in args.contenders}
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 
-from conftest import ROOT, run_script
+from helpers import ROOT, run_script
 
 import bert_model
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from io import StringIO
 from pathlib import Path
@@ -11,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_script
+from helpers import ROOT, run_script
 from sklearn.metrics import f1_score
 
-sys.path.insert(0, str(ROOT))  # the scripts live at the repository root
-import compare_runs  # noqa: E402
+import compare_runs
 
 SCRIPT = "compare_runs.py"
 LABELS = ["joy", "anger", "neutral"]
@@ -108,7 +106,7 @@ def compare_json(*args: str | Path) -> dict:
 def assert_one_line_error(result, *words: str) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("compare_runs.py: error: "), result.stderr
     assert "Traceback" not in result.stderr
     for word in words:
         assert word in lines[0], lines[0]
@@ -338,10 +336,10 @@ def test_a_score_rounded_onto_the_threshold_keeps_the_files_decision(tmp_path: P
 
 @pytest.mark.parametrize("content, words", [
     (None, ["no such file or folder"]),
-    ('{"labels": ["joy"], "taxonomy": "orig', ["truncated or not JSON", "line 1"]),
+    ('{"labels": ["joy"], "taxonomy": "orig', ["metrics.json:1: not valid JSON"]),
     ('{"accuracy": 0.9}', ["not a bert_model.py metrics file", "'labels'"]),
     ("[1, 2]", ["not a bert_model.py metrics file"]),
-    (b"\xff\xfe\x00", ["not UTF-8"]),
+    (b"\xff\xfe\x00", ["not valid UTF-8"]),
 ])
 def test_a_missing_truncated_or_foreign_metrics_file_is_one_line(tmp_path: Path, content, words) -> None:
     three_runs(tmp_path / "runs")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, make_tiny_bert, run_script, unavailable, write_slice
+from helpers import ROOT, make_tiny_bert, run_script, unavailable, write_slice
 
-sys.path.insert(0, str(ROOT))
-import bert_model  # noqa: E402
+import bert_model
+from multilabel import device, encoder
 
 FP32 = ["--epochs", "1", "--batch-size", "8", "--log-every", "1", "--learning-rate", "1e-3", "--resume"]
 
@@ -47,24 +47,16 @@ def test_auto_precision_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatc
     """A V100 or T4: torch.cuda.is_bf16_supported() says yes by default (emulation), no when asked for native."""
     v100 = lambda including_emulation=True: including_emulation  # noqa: E731
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", v100)
-    assert bert_model.resolve_precision("auto", cuda=True) == "fp16"
+    assert device.resolve_precision("auto", cuda=True) == "fp16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100, H100
-    assert bert_model.resolve_precision("auto", cuda=True) == "bf16"
-
-    def old_torch():  # before including_emulation existed: the compute capability decides
-        return True
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_torch)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
-    assert bert_model.resolve_precision("auto", cuda=True) == "fp16"
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
-    assert bert_model.resolve_precision("auto", cuda=True) == "bf16"
-    assert bert_model.resolve_precision("fp32", cuda=True) == "fp32"  # what is asked for is kept
+    assert device.resolve_precision("auto", cuda=True) == "bf16"
+    assert device.resolve_precision("fp32", cuda=True) == "fp32"  # what is asked for is kept
 
 
 # ------------------------------------------------------------------------------ 3. resume across precisions
 
 # bert_model.py with `auto` resolving to what the GPU of this "node" has: the job requeued onto another type.
-FAKED = ("import sys, bert_model; bert_model.resolve_precision = lambda requested, cuda: {!r}; "
+FAKED = ("import sys, bert_model, multilabel.device as d; d.resolve_precision = lambda requested, cuda: {!r}; "
          "sys.exit(bert_model.main())")
 
 
@@ -135,7 +127,7 @@ def test_a_folder_saved_in_half_precision_trains_as_the_same_weights_in_fp32(dat
             if f.name not in ("config.json", "model.safetensors"):
                 shutil.copy(f, tmp_path / folder / f.name)
 
-    loaded, *_ = bert_model.load_model_and_tokenizer(str(tmp_path / "half"), ["a", "b"])
+    loaded, *_ = encoder.load_pretrained(str(tmp_path / "half"), ["a", "b"])
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
     curves = {}
     for folder in ("fp32", "half"):
@@ -217,8 +209,8 @@ def test_a_disk_without_room_for_a_checkpoint_is_refused_before_training(data, t
     r = run_script("bert_model.py", *args(data, disk / "model", tiny_bert, "--precision", "fp32"))
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {disk}: 8 MiB free, but a checkpoint needs about "), \
-        r.stderr[-2000:]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"bert_model.py: error: {disk}: 8 MiB free, but a checkpoint needs about "), lines
     assert "choose another SAVE_FP" in lines[0]
     # not a step trained, nothing written, and the partial file was removed before the room was measured
     assert "epoch 1/1" not in r.stdout + r.stderr and not any(disk.iterdir())
@@ -240,8 +232,8 @@ def test_a_checkpoint_that_fills_the_disk_keeps_the_previous_one_and_resumes(dat
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "the second checkpoint may fail" in r.stdout
     lines = [line for line in r.stderr.splitlines() if "error" in line.lower()]  # the rest is tqdm's bar
-    assert len(lines) == 1 and lines[0].startswith(f"error: {disk}: no room for the checkpoint: it needs about "), \
-        r.stderr[-2000:]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"bert_model.py: error: {disk}: no room for the checkpoint: it needs about "), lines
     assert "the previous checkpoint and model are kept" in lines[0] and "Traceback" not in r.stderr
     assert sorted(p.name for p in disk.iterdir()) == ["model.checkpoint.pt", "model.requeue"] or \
         sorted(p.name for p in disk.iterdir()) == ["model.checkpoint.pt"]

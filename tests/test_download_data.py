@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA_FILES, ROOT, Reply, run_script
+from helpers import DATA_FILES, ROOT, Reply, run_script
 
-sys.path.insert(0, str(ROOT))  # the scripts live at the repository root
-import download_data  # noqa: E402
+import download_data
 
 SCRIPT = ROOT / "download_data.py"
 FAST = ("--backoff", "0")
@@ -105,7 +104,7 @@ def test_retries_run_out_on_a_persistent_5xx(data_server, tmp_path: Path) -> Non
     assert_one_error_line(result, "test.tsv", "3 attempts", "502")
     assert data_server.count("test.tsv") == 3
     assert "test.tsv" not in leftovers(tmp_path)
-    assert not [n for n in leftovers(tmp_path) if n.endswith(".part")]
+    assert not [n for n in leftovers(tmp_path) if ".tmp-" in n]
 
 
 @pytest.mark.parametrize("status", [404, 403])
@@ -115,7 +114,7 @@ def test_4xx_is_not_retried(data_server, tmp_path: Path, status: int) -> None:
     assert_one_error_line(result, f"HTTP {status}", "dev.tsv", "not retried")
     assert data_server.count("dev.tsv") == 1
     assert "dev.tsv" not in leftovers(tmp_path)
-    assert not [n for n in leftovers(tmp_path) if n.endswith(".part")]
+    assert not [n for n in leftovers(tmp_path) if ".tmp-" in n]
 
 
 def test_truncated_body_leaves_no_file(data_server, tmp_path: Path) -> None:
@@ -125,7 +124,7 @@ def test_truncated_body_leaves_no_file(data_server, tmp_path: Path) -> None:
     assert_one_error_line(result, "train.tsv", "3 attempts")
     assert data_server.count("train.tsv") == 3  # a cut-off connection is worth retrying
     assert "train.tsv" not in leftovers(tmp_path)
-    assert not [n for n in leftovers(tmp_path) if n.endswith(".part")]
+    assert not [n for n in leftovers(tmp_path) if ".tmp-" in n]
 
 
 def test_truncated_body_once_then_whole(data_server, goemotions_dir: Path, tmp_path: Path) -> None:
@@ -227,7 +226,7 @@ def test_checksum_mismatch_from_server(data_server, tmp_path: Path) -> None:
     assert_one_error_line(result, "emotions.txt", "checksum mismatch")
     assert data_server.count("emotions.txt") == 1
     assert (tmp_path / "emotions.txt").read_bytes() == b"an older, damaged copy"  # not replaced by bad bytes
-    assert not [n for n in leftovers(tmp_path) if n.endswith(".part")]
+    assert not [n for n in leftovers(tmp_path) if ".tmp-" in n]
 
 
 def test_sigterm_mid_download_leaves_no_file(data_server, tmp_path: Path) -> None:
@@ -236,7 +235,7 @@ def test_sigterm_mid_download_leaves_no_file(data_server, tmp_path: Path) -> Non
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not any(n.endswith(".part") for n in leftovers(tmp_path)) or data_server.count("train.tsv") < 1:
+        while not any(".tmp-" in n for n in leftovers(tmp_path)) or data_server.count("train.tsv") < 1:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HubStandIn, clean_env, free_port, run_clean
+from helpers import HubStandIn, clean_env, free_port, run_clean
 
 import download_transformer_model as dtm
 
@@ -37,7 +37,7 @@ def files_in(folder: Path) -> set[str]:
 def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("download_transformer_model.py: error:")]
     assert len(errors) == 1, result.stderr
     for needle in needles:
         assert needle in errors[0], errors[0]

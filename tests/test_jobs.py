@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, GridEngine, HubStandIn, free_port, write_slice
+from helpers import ROOT, GridEngine, HubStandIn, free_port, write_slice
 
 JOBS = ("install.com", "download_model_data.com", "run_transformer_model.com")
 VENV_PYTHON = sys.executable

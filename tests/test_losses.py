@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, write_slice
+from helpers import run_script, train, write_slice
 
 import bert_model as bm
+from multilabel import files, losses
 
 LOGITS = [[2.0, -1.0, 0.0, -4.0], [-3.0, 0.5, 4.0, 1.5]]
 TARGETS = [[1, 0, 1, 0], [0, 1, 0, 0]]
@@ -39,7 +40,7 @@ def computed(loss: str, **options) -> torch.Tensor:
     """What bert_model.py's label_loss computes on LOGITS/TARGETS for these command-line options."""
     args = bm.parse_args(["t", "d", "e", "l", "s", "--loss", loss,
                           *(x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v)))])
-    fn, _ = bm.label_loss(args, TRAIN_Y, ["a", "b", "c", "d"], torch.device("cpu"))
+    fn, _ = losses.make(args, TRAIN_Y, ["a", "b", "c", "d"], torch.device("cpu"))
     return fn(torch.tensor(LOGITS), torch.tensor(TARGETS, dtype=torch.float32))
 
 
@@ -51,8 +52,8 @@ def test_weighted_bce_weighs_positives_by_the_label_counts():
     # TRAIN_Y: sqrt-inverse is sqrt(8/2), sqrt(4/6), sqrt(9/1), and the cap for d (no positive)
     for rule, expected in (("sqrt-inverse", [2.0, math.sqrt(4 / 6), 3.0, 30.0]),
                            ("inverse", [4.0, 4 / 6, 9.0, 30.0])):
-        assert bm.pos_weights(TRAIN_Y, rule, 30.0).tolist() == pytest.approx(expected)
-    assert bm.pos_weights(TRAIN_Y, "inverse", 5.0).tolist() == pytest.approx([4.0, 4 / 6, 5.0, 5.0])
+        assert losses.pos_weights(TRAIN_Y, rule, 30.0).tolist() == pytest.approx(expected)
+    assert losses.pos_weights(TRAIN_Y, "inverse", 5.0).tolist() == pytest.approx([4.0, 4 / 6, 5.0, 5.0])
     w = [4.0, 4 / 6, 9.0, 30.0]
     hand = torch.tensor([[(w[j] * -math.log(sigmoid(x)) if y else -math.log(1 - sigmoid(x)))
                           for j, (x, y) in enumerate(zip(xs, ys, strict=True))]
@@ -61,10 +62,9 @@ def test_weighted_bce_weighs_positives_by_the_label_counts():
 
 
 def test_pos_weight_from_the_real_goemotions_counts(goemotions_dir):
-    labels = bm.read_labels(goemotions_dir / "emotions.txt")
-    _, ids, _ = bm.read_tsv(goemotions_dir / "train.tsv", len(labels))
-    y = bm.multi_hot(ids, len(labels), list(range(len(labels))))
-    w = dict(zip(labels, bm.pos_weights(y, "sqrt-inverse", 30.0).tolist(), strict=True))
+    labels = files.read_labels(goemotions_dir / "emotions.txt")
+    y = files.multi_hot(files.read_split(goemotions_dir / "train.tsv", len(labels)).labels, len(labels))
+    w = dict(zip(labels, losses.pos_weights(y, "sqrt-inverse", 30.0).tolist(), strict=True))
     counts = {"grief": 77, "pride": 111, "relief": 153, "nervousness": 164, "neutral": 14219}  # the issue's counts
     for name, n in counts.items():
         assert w[name] == pytest.approx(math.sqrt((43410 - n) / n), rel=1e-6), name
@@ -102,7 +102,7 @@ def test_asymmetric_loss_by_hand_and_its_limits():
     assert torch.allclose(computed("asl", asl_gamma_neg=0, asl_gamma_pos=0, asl_clip=0), by_hand(bce), atol=1e-6)
     # the margin: a negative scored below it (logit -4: p = 0.018 < 0.05) adds nothing, and no gradient
     x = torch.tensor(LOGITS, requires_grad=True)
-    loss = bm.asymmetric_loss(x, torch.tensor(TARGETS, dtype=torch.float32), 4.0, 0.0, 0.05)
+    loss = losses.asymmetric_loss(x, torch.tensor(TARGETS, dtype=torch.float32), 4.0, 0.0, 0.05)
     assert loss[0, 3].item() == 0.0
     loss.sum().backward()
     assert x.grad[0, 3].item() == 0.0 and x.grad[1, 3].item() > 0  # logit 1.5, a negative: pushed down
@@ -123,14 +123,13 @@ def data(goemotions_dir, tmp_path_factory) -> Path:
     return write_slice(goemotions_dir, tmp_path_factory.mktemp("losses") / "data", {"train": 96, "dev": 48, "test": 48})
 
 
-def train(data: Path, out: Path, model: Path, *extra: str):
+def train_loss(data: Path, out: Path, model: Path, *extra: str):
     """A 2-epoch fp32 run of bert_model.py; (its metrics, its weights, its output)."""
     from safetensors.torch import load_file
 
-    r = run_script("bert_model.py", data / "train.tsv", data / "dev.tsv", data / "test.tsv", data / "emotions.txt",
-                   out / "model", "--transformer-model", model, "--epochs", "2", "--batch-size", "8",
-                   "--learning-rate", "1e-3", "--precision", "fp32", "--log-every", "2",
-                   "--metrics-file", out / "metrics.json", "--predictions-file", out / "pred.tsv", *extra)
+    r = train(data, out / "model", model, "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3",
+              "--precision", "fp32", "--log-every", "2", "--metrics-file", out / "metrics.json",
+              "--predictions-file", out / "pred.tsv", *extra)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text()), load_file(out / "model" / "model.safetensors"), r
 
@@ -141,15 +140,16 @@ def curve(metrics: dict) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def bce_run(data, tiny_bert, tmp_path_factory):
-    return train(data, tmp_path_factory.mktemp("bce"), tiny_bert)
+    out = tmp_path_factory.mktemp("bce")
+    return (*train_loss(data, out, tiny_bert), out)
 
 
 def test_focal_and_asl_at_their_limits_train_as_bce_does(data, tiny_bert, bce_run, tmp_path):
-    ref, ref_weights, _ = bce_run
+    ref, ref_weights, _, _ = bce_run
     assert ref["loss"] == {"name": "bce"} and ref["args"]["loss"] == "bce"
     for name, extra in (("focal", ["--focal-gamma", "0", "--focal-alpha", "-1"]),
                         ("asl", ["--asl-gamma-neg", "0", "--asl-gamma-pos", "0", "--asl-clip", "0"])):
-        m, w, r = train(data, tmp_path / name, tiny_bert, "--loss", name, *extra)
+        m, w, r = train_loss(data, tmp_path / name, tiny_bert, "--loss", name, *extra)
         assert m["args"]["loss"] == name and m["loss"]["name"] == name
         assert f"loss: {name} (" in r.stdout
         assert np.abs(curve(m) - curve(ref)).max() < 1e-5, name
@@ -157,9 +157,9 @@ def test_focal_and_asl_at_their_limits_train_as_bce_does(data, tiny_bert, bce_ru
 
 
 def test_each_loss_trains_and_differs_from_bce(data, tiny_bert, bce_run, tmp_path):
-    ref, _, _ = bce_run
+    ref, _, _, _ = bce_run
     for name in ("weighted-bce", "focal", "asl"):
-        m, _, r = train(data, tmp_path / name, tiny_bert, "--loss", name)
+        m, _, r = train_loss(data, tmp_path / name, tiny_bert, "--loss", name)
         c = curve(m)
         assert np.isfinite(c).all() and c[-1] < c[0], (name, c)  # it learns (its own loss falls)
         assert np.abs(c - curve(ref)).max() > 1e-3, name  # and it is not BCE under another name
@@ -170,10 +170,10 @@ def test_each_loss_trains_and_differs_from_bce(data, tiny_bert, bce_run, tmp_pat
             assert f"capped at 30: {w[low]:.2f} ({low}) to {w[high]:.2f} ({high})" in r.stdout
 
 
-def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_bert, tmp_path):
+def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_bert, bce_run, tmp_path):
     from transformers import AutoTokenizer, pipeline
 
-    m, w, r = train(data, tmp_path, tiny_bert, "--add-tokens")
+    m, w, r = train_loss(data, tmp_path, tiny_bert, "--add-tokens")
     assert m["args"]["add_tokens"] == ["[NAME]", "[RELIGION]"]
     assert "--add-tokens: 2 new token(s), vocabulary now 30524 ([NAME] was [ name ]" in r.stdout
     assert w["bert.embeddings.word_embeddings.weight"].shape[0] == 30524
@@ -183,7 +183,8 @@ def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_ber
     card = (tmp_path / "model" / "README.md").read_text()
     assert "Training loss: bce (binary cross-entropy); added tokens: [NAME] [RELIGION]." in card
 
-    texts, _, ids = bm.read_tsv(data / "test.tsv", 28)
+    split = files.read_split(data / "test.tsv", 28)
+    texts, ids = split.texts, split.ids
     masked = [i for i, t in enumerate(texts) if "[NAME]" in t]
     assert len(masked) >= 2
     with open(tmp_path / "pred.tsv", encoding="utf-8", newline="") as f:
@@ -199,8 +200,8 @@ def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_ber
             assert abs(piped[name] - float(saved[ids[i]][name])) < 1e-5
 
     # and the tokens matter: the same run without them scores the masked texts otherwise
-    m2, _, _ = train(data, tmp_path / "plain", tiny_bert)
-    with open(tmp_path / "plain" / "pred.tsv", encoding="utf-8", newline="") as f:
+    m2, _, _, plain_run = bce_run
+    with open(plain_run / "pred.tsv", encoding="utf-8", newline="") as f:
         plain = {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
     assert max(abs(float(plain[ids[i]][n]) - float(saved[ids[i]][n])) for i in masked for n in m2["labels"]) > 1e-4
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 
 def take_away(resource: str, tmp_path: Path) -> tuple[dict[str, str], str, str]:

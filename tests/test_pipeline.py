@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_make_run_offline_runs_the_whole_pipeline(make, goemotions_dir, tiny_bert, tmp_path):

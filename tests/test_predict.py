@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, GridEngine, run_script, write_slice
+from helpers import ROOT, GridEngine, run_script, write_slice
 
 PREDICT = "predict.py"
 
@@ -62,7 +62,7 @@ def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
 def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("predict.py: error: "), r.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
@@ -168,10 +168,11 @@ def test_every_bad_row_gets_an_output_row_with_its_reason(model: Path, tmp_path:
     pq.write_table(pa.table({"text": ["good", None, "", "fine"]}), tmp_path / "c.parquet")
     expected = {  # line: reason ("" = scored)
         "c.txt": ["", "empty text", "empty text", "not valid UTF-8", "", ""],
-        "c.tsv": ["", "expected 3 columns (text, labels, id), found 2",
-                  "expected 3 columns (text, labels, id), found 1 (lines 3-4: an unclosed quote?)"],
+        "c.tsv": ["", "expected 3 tab-separated columns (text, labels, id), found 2",
+                  "bad CSV quoting: unexpected end of data (lines 3-4: an unclosed quote?)"],
         "c.csv": ["", "expected 2 columns as the header has, found 1", "not valid UTF-8", "empty text", ""],
-        "c.jsonl": ["", "not JSON", "not a JSON object", "no text", "no text", "text is not a string (int)", ""],
+        "c.jsonl": ["", "not JSON", "expected a JSON object, got list", "no text", "no text",
+                    "text is not a string (int)", ""],
         "c.parquet": ["", "no text", "empty text", ""],
     }
     for name, reasons in expected.items():
@@ -329,7 +330,7 @@ def test_int8_is_exported_beside_the_model_and_scores_close_to_fp32(model: Path,
 def test_the_model_card_commands_run_as_written(minilm: Path, goemotions_dir: Path, tmp_path: Path):
     """bert_model.py's card is named after the run (not the `model` folder make run saves into), and its
     commands, run exactly as the card prints them from the project folder, work."""
-    from conftest import make_tiny_bert
+    from helpers import make_tiny_bert
 
     data = write_slice(goemotions_dir, tmp_path / "data", {"train": 64, "dev": 32, "test": 32})
     base = make_tiny_bert(tmp_path / "base", minilm)

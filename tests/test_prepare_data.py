@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_script, write_slice
+from helpers import run_script, write_slice
 
-sys.path.insert(0, str(ROOT))
-import bert_model  # noqa: E402
-import data_analysis  # noqa: E402
+import data_analysis
+from multilabel import files
 
 SCRIPT = "prepare_data.py"
 OUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")
@@ -105,8 +103,7 @@ def test_every_format_and_label_encoding_gives_byte_identical_files(slice_dir: P
         assert r.returncode == 0, (name, r.stderr)
         assert_same_files(out, slice_dir)
         meta = json.loads((out / "dataset.json").read_text())
-        assert meta["files"]["train.tsv"] == bert_model.hashlib.sha256((slice_dir / "train.tsv").read_bytes()
-                                                                       ).hexdigest()
+        assert meta["files"]["train.tsv"] == files.sha256(slice_dir / "train.tsv")
         assert meta["counts"]["dev"]["examples"] == 40 and len(meta["sources"]) in (1, 3)
     # Parquet one-hot with prefixed columns: the label names are the column names, sorted without a labels file
     out = tmp_path / "out-parquet"
@@ -130,9 +127,9 @@ def test_texts_without_labels_and_several_text_columns(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     lines = (tmp_path / "out" / "train.tsv").read_text().splitlines()
     assert lines[0] == "title 0 body 0\t0\tin-1" and lines[1] == "title 1 body 1\t\tin-2"  # empty field: no label
-    texts, labels, ids = bert_model.read_tsv(tmp_path / "out" / "train.tsv", 1)
-    assert labels[:2] == [[0], []] and ids[1] == "in-2"
-    y = bert_model.multi_hot(labels, 1, [0])
+    split = files.read_split(tmp_path / "out" / "train.tsv", 1)
+    assert split.labels[:2] == [(0,), ()] and split.ids[1] == "in-2"
+    y = files.multi_hot(split.labels, 1)
     assert y.tolist() == [[1.0], [0.0], [0.0], [1.0], [0.0], [0.0]]
     stats = data_analysis.analyse(tmp_path / "out")
     assert stats["name"] == "in" and stats["splits"]["train"]["labels_per_sample"].loc[0, "samples"] == 4
@@ -288,7 +285,7 @@ def test_prepare_train_predict_compare_on_labels_that_are_not_goemotions(goemoti
     assert any(gold_empty)  # texts with no label are scored and evaluated
     card = (tmp_path / "run1" / "model" / "README.md").read_text()
     assert "classification on my-comments" in card and "go_emotions" not in card and "paper" not in card
-    assert bert_model.hashlib.sha256((tmp_path / "mine.csv").read_bytes()).hexdigest() in card
+    assert files.sha256(tmp_path / "mine.csv") in card
     p = run_script("predict.py", tmp_path / "run1" / "model", "you are so kind, thanks", "--format", "jsonl")
     assert p.returncode == 0, p.stderr
     scores = json.loads(p.stdout.splitlines()[0])["scores"]

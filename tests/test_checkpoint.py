@@ -1,7 +1,9 @@
-"""bert_model.py survives the scheduler: checkpoints, signals, --resume, and torchrun DDP on CPU (gloo)."""
+"""multilabel/checkpoint.py through bert_model.py: checkpoints, signals, --resume (exact, or refused for any change
+that can change a result), and torchrun DDP on CPU (gloo)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -11,7 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_tiny_bert, run_script, write_slice
+from helpers import ROOT, make_tiny_bert, run_script, start, stop_when, train_args, write_slice
+
+import bert_model
+from multilabel import files
 
 # 200 real examples at batch 8: 25 steps an epoch, 2 epochs, fp32 so that runs are bit-comparable.
 COMMON = ["--epochs", "2", "--batch-size", "8", "--precision", "fp32", "--log-every", "1",
@@ -25,8 +30,7 @@ def data(goemotions_dir, tmp_path_factory):
 
 
 def args(data: Path, save: Path, model: Path, *extra: str) -> list[str]:
-    return ["bert_model.py", str(data / "train.tsv"), str(data / "dev.tsv"), str(data / "test.tsv"),
-            str(data / "emotions.txt"), str(save), "--transformer-model", str(model), *COMMON, *extra]
+    return [str(a) for a in train_args(data, save, model, *COMMON, *extra)]
 
 
 def weights(folder: Path) -> dict:
@@ -37,24 +41,6 @@ def weights(folder: Path) -> dict:
 def max_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k] - b[k]).abs().max().item() for k in a)
-
-
-def start(cmd: list[str], launcher: list[str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([*(launcher or [sys.executable]), *cmd], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def stop_when(proc: subprocess.Popen, prefix: str, sig: signal.Signals, group: bool = False) -> tuple[str, str]:
-    """Send `sig` once the run prints a line starting with `prefix`; return its output."""
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(prefix):
-            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
-            break
-    out, err = proc.communicate(timeout=300)
-    return "".join(seen) + out, err
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +103,8 @@ def test_corrupt_checkpoint_is_an_error_never_a_fresh_start(damage, data, tiny_b
     ckpt.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"not a checkpoint at all" * 100)
     r = run_script(*args(data, save, tiny_bert))
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {ckpt}: corrupt or unreadable checkpoint")
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"bert_model.py: error: {ckpt}: corrupt or unreadable checkpoint")
     assert (save / "model.safetensors").read_bytes() == before and ckpt.exists()
 
 
@@ -126,6 +113,63 @@ def test_resume_with_other_settings_is_refused(data, tiny_bert, tmp_path):
     stop_when(start(args(data, save, tiny_bert)), "epoch 1 batch 6/", signal.SIGTERM)
     r = run_script(*args(data, save, tiny_bert, "--learning-rate", "2e-3"))
     assert r.returncode == 1 and "written with --learning-rate 0.001, this run has 0.002" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def stopped(data, tiny_bert, tmp_path_factory) -> tuple[Path, bytes]:
+    """A run stopped by SIGTERM mid-epoch: its SAVE_FP, and its checkpoint's bytes."""
+    save = tmp_path_factory.mktemp("stopped") / "model"
+    proc = start(args(data, save, tiny_bert))
+    stop_when(proc, "epoch 1 batch 6/", signal.SIGTERM)
+    assert proc.returncode == 99
+    return save, files.checkpoint_path(save).read_bytes()
+
+
+def another(action: argparse.Action, value: object) -> list[str]:
+    """The command-line words that give the option of `action` a value other than `value`, valid for the parser."""
+    flag = action.option_strings[-1]
+    if isinstance(action, argparse._StoreTrueAction):
+        return [flag]
+    if action.choices:
+        return [flag, next(c for c in action.choices if c != value)]
+    if action.nargs == "*":
+        return [flag, "[OTHER]"]
+    if action.type in (int, float):
+        return [flag, str(100 if value is None else value + 1 if action.type is int else value * 2 or 0.5)]
+    return [flag, f"{value}-other"]
+
+
+def test_every_option_that_can_change_a_result_refuses_to_resume_when_changed(data, tiny_bert, stopped, capsys):
+    """For each option of bert_model.py's parser that is not on files.NO_RESULT (an option added later included,
+    with no change to this test): the stopped run resumed with that one option changed is refused in one line
+    naming it, and the checkpoint is kept."""
+    save, ckpt = stopped
+    base = args(data, save, tiny_bert)[1:]
+    parsed = vars(bert_model.parse_args(base))
+    options = [a for a in bert_model.build_parser()._actions
+               if a.option_strings and a.dest not in files.NO_RESULT and a.dest != "help"]
+    assert len(options) >= 25 and {"max_grad_norm", "threshold", "eval_batch_size", "compile", "cuda"} <= \
+        {a.dest for a in options}
+    for action in options:
+        code = bert_model.main([*base, *another(action, parsed[action.dest])])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1, (action.dest, err)
+        assert f"{files.checkpoint_path(save)}: written with {action.option_strings[-1]} " in err[0], err[0]
+        assert files.checkpoint_path(save).read_bytes() == ckpt
+
+
+def test_resume_on_other_data_is_refused_by_content_not_by_path(data, tiny_bert, stopped, tmp_path, capsys):
+    save, ckpt = stopped
+    for name, change in (("train.tsv", lambda t: t.replace("\t27\t", "\t26\t", 1)), ("dev.tsv", lambda t: t[:-200]),
+                         ("emotions.txt", lambda t: t.replace("neutral", "calm"))):
+        copy = tmp_path / name.split(".")[0]
+        shutil.copytree(data, copy)
+        (copy / name).write_text(change((data / name).read_text()), encoding="utf-8")
+        argv = args(copy, save, tiny_bert)[1:]
+        assert bert_model.main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"its data file {data / name} had SHA-256" in err[0] and "other data" in err[0], err
+        assert files.checkpoint_path(save).read_bytes() == ckpt
 
 
 def test_resume_refuses_a_checkpoint_of_another_loss_or_vocabulary(data, tiny_bert, tmp_path):

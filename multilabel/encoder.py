@@ -1,0 +1,245 @@
+"""The saved-model convention, in one place: load an encoder (to fine-tune, or one saved here to score with),
+tokenize, batch by length, score under autocast; save a model folder; export it to INT8 for ONNX Runtime.
+
+A model folder that bert_model.py saves (SAVE_FP) is a Hugging Face folder (config.json with the label names,
+model.safetensors, the tokenizer's files) with two files of ours: goemotions.json (files.MODEL_SETTINGS: labels,
+threshold, the per-label thresholds tuned on dev, max_length, the run's options and metrics) and README.md, the
+model card. transformers.pipeline("text-classification") loads it as it is; predict.py scores with it exactly as
+training's own dev and test evaluation did, through score() below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multilabel import files
+from multilabel.files import UserError
+
+ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, inside the model folder
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No progress bars or load reports from transformers (a line of ours says what matters), restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def load_pretrained(name: str, labels: list[str]) -> tuple:
+    """An encoder (hub name or folder) with a classification head for `labels`, to fine-tune: (model, tokenizer,
+    names of the parameters loading initialised afresh, mismatched keys). A head of another size (a model
+    fine-tuned on other labels) is replaced; one of the same size is kept (continued fine-tuning). The weights
+    are fp32 whatever dtype the folder was saved in: autocast does the rest."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                name, num_labels=len(labels), problem_type="multi_label_classification",
+                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+                ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        if Path(name).is_dir():
+            raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
+        raise UserError(f"model {name!r} is neither a local folder nor in the Hugging Face cache "
+                        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}); run "
+                        f"`python download_transformer_model.py --transformer-model {name}` first") from None
+    check_vocabulary(tokenizer, name)
+    fresh = set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]}
+    new = [n for n, _ in model.named_parameters() if n in fresh]
+    return model, tokenizer, new, info["mismatched_keys"]
+
+
+def describe_loading(name: str, new: list[str], mismatched: list) -> str:
+    """One line for the log, instead of transformers' table of MISSING keys."""
+    if mismatched:
+        shapes = ", ".join(f"{k} {tuple(old)} -> {tuple(now)}" for k, old, now in sorted(mismatched))
+        return f"model {name}: replaced its classification head of another size ({shapes}); new: {', '.join(new)}"
+    if new:
+        return f"model {name}: new classification head, randomly initialised: {', '.join(new)}"
+    return f"model {name}: its classification head has the right size and is kept (continued fine-tuning)"
+
+
+def check_vocabulary(tokenizer, where: str | Path) -> None:
+    """transformers builds a tokenizer with only the special tokens where a folder lacks tokenizer.json and the
+    vocabulary files: every text would become [UNK]."""
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+    if not set(tokenizer.get_vocab().values()) - special:
+        raise UserError(f"{where}: the tokenizer has no vocabulary (no tokenizer.json or vocabulary file), so every "
+                        f"text would be [UNK]; copy the tokenizer's files from the base model into it")
+
+
+def load(model_dir: str | Path, device: torch.device) -> tuple:
+    """A saved model folder, to score with: (model in eval mode on `device`, tokenizer, settings). The settings
+    are goemotions.json's (labels, threshold, thresholds, max_length), or for a folder saved elsewhere its config's
+    labels, threshold 0.3 and 512 tokens."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: not a model folder (no config.json); give the SAVE_FP of bert_model.py")
+    settings = files.read_model_settings(model_dir)
+    try:
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as e:  # a truncated safetensors file, a config of an unknown architecture, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{model_dir}: cannot load the model: {first}") from None
+    check_vocabulary(tokenizer, model_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if settings is None:
+        settings = {"labels": labels}
+    elif len(settings["labels"]) != model.config.num_labels:
+        raise UserError(f"{model_dir}: {files.MODEL_SETTINGS} names {len(settings['labels'])} labels, the model "
+                        f"scores {model.config.num_labels}: not the folder bert_model.py saved")
+    return model, tokenizer, {"threshold": 0.3, "thresholds": None, "max_length": 512, **settings}
+
+
+def add_tokens(model, tokenizer, tokens: list[str]) -> str:
+    """Make each of `tokens` one token of its own, matched in the text as written (before lower-casing), with a new
+    embedding row (transformers starts it at the mean of the others). Saved with the tokenizer, so predict.py and
+    transformers.pipeline split text the same way. Returns a line for the log."""
+    from transformers import AddedToken
+
+    before = {t: tokenizer.tokenize(t) for t in tokens}
+    added = tokenizer.add_tokens([AddedToken(t, normalized=False) for t in tokens])
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
+    was = "; ".join(f"{t} was {' '.join(pieces)}" for t, pieces in before.items())
+    return f"--add-tokens: {added} new token(s), vocabulary now {len(tokenizer)} ({was})"
+
+
+def save(model, tokenizer, save_fp: Path, settings: dict, card: str) -> None:
+    """The model folder, written beside SAVE_FP and renamed into place; a model saved there before goes last."""
+    needed = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    with files.atomic_folder(save_fp, "the model", needed, "; the previous checkpoint and model are kept") as tmp, \
+            quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / files.MODEL_SETTINGS).write_text(json.dumps(settings, indent=1), encoding="utf-8")
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, cut at max_length; padding comes later, per batch."""
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Evaluation order: sorted by length, so that each batch pads to almost nothing."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad(encoded: list[list[int]], idx: list[int], pad_token: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch padded to its longest text: (input ids, attention mask)."""
+    width = max(len(encoded[i]) for i in idx)
+    ids = np.full((len(idx), width), pad_token, dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for row, i in enumerate(idx):
+        ids[row, :len(encoded[i])] = encoded[i]
+        mask[row, :len(encoded[i])] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def score(model, encoded: list[list[int]], batch_size: int, pad_token: int, device: torch.device | None = None,
+          amp_dtype: torch.dtype | None = None, share: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Sigmoid scores (texts x labels, float32) in the texts' order, in batches sorted by length. model: a PyTorch
+    model (put in eval mode for this, and back after) or an ONNX Runtime session. share (k, n): score only every
+    n-th batch from the k-th (one process of n under torchrun); the other rows stay NaN."""
+    device = device or torch.device("cpu")
+    onnx = hasattr(model, "run")
+    was_training = not onnx and model.training
+    if not onnx:
+        model.eval()
+    out = np.full((len(encoded), num_labels(model)), np.nan, dtype=np.float32)
+    for idx in sorted_batches([len(x) for x in encoded], batch_size)[share[0]::share[1]]:
+        ids, mask = pad(encoded, idx, pad_token)
+        if onnx:
+            logits = torch.from_numpy(model.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        else:
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(input_ids=torch.from_numpy(ids).to(device, non_blocking=True),
+                               attention_mask=torch.from_numpy(mask).to(device, non_blocking=True)).logits
+        out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+    if was_training:
+        model.train()
+    return out
+
+
+def num_labels(model) -> int:
+    if hasattr(model, "run"):
+        return int(model.get_outputs()[0].shape[1])
+    return int(model.config.num_labels)
+
+
+# ------------------------------------------------------------------------------------------ INT8
+
+
+def export_int8(model, model_dir: Path) -> Path:
+    """MODEL/onnx-int8/model.onnx: the model exported to ONNX (torch.onnx) with its weights quantized to INT8 per
+    channel by ONNX Runtime (dynamic quantization), written beside the PyTorch files and renamed into place."""
+    import onnx  # noqa: F401  (torch.onnx.export needs it)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    final = model_dir / ONNX_DIR / "model.onnx"
+    if final.exists():
+        return final
+    if not os.access(model_dir, os.W_OK):
+        raise UserError(f"{model_dir}: read-only, so the INT8 model cannot be exported into it; export it once "
+                        f"where the folder is writable (a copy of it), or use --precision fp32 or bf16")
+    ids = torch.ones((2, 8), dtype=torch.long)
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process first
+    with files.atomic_folder(model_dir / ONNX_DIR, "the INT8 model") as tmp, torch.no_grad(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as dynamic
+        torch.onnx.export(model.cpu(), (ids, torch.ones_like(ids)), tmp / "fp32.onnx", dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "length"},
+                                        "attention_mask": {0: "batch", 1: "length"}, "logits": {0: "batch"}})
+        # per channel: test macro F1 0.5120 against fp32's 0.5124 on GoEmotions; per tensor 0.5067 (RESULTS.md)
+        quantize_dynamic(tmp / "fp32.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8, per_channel=True)
+        (tmp / "fp32.onnx").unlink()
+    logging.getLogger().setLevel(quiet)
+    return final
+
+
+def onnx_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
