@@ -91,11 +91,18 @@ def agreement(runs: list[dict], agree_step: int, tolerance: float) -> list[str]:
 
 def resume_check(data: Path, model: Path, out: Path, models: Path, device: str, extra: list[str],
                  stop_at: int) -> str:
-    """A job requeued onto another GPU type: stopped in bf16 (SIGUSR1 after `stop_at` steps), resumed in fp16."""
+    """A job requeued onto another GPU type: --precision auto resolved to bf16 (this GPU), stopped by SIGUSR1 after
+    `stop_at` steps, then resumed where auto resolves to fp16 (a V100's; faked, as only one GPU type is here)."""
     save = models / "resume-check"
-    base = bert_model(data, model, save, device, "--log-every", str(stop_at), "--resume", *extra)
-    proc = subprocess.Popen([*base, "--precision", "bf16"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    base = bert_model(data, model, save, device, "--log-every", str(stop_at), "--resume", "--precision", "auto",
+                      *extra)
+
+    def on(precision: str) -> list[str]:  # bert_model.py where auto resolves to `precision`
+        fake = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import bert_model, multilabel.device as d; "
+                f"d.resolve_precision = lambda requested, cuda: {precision!r}; sys.exit(bert_model.main())")
+        return [base[0], "-c", fake, *base[2:]]
+
+    proc = subprocess.Popen(on("bf16"), cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = []
     for line in proc.stdout:
         log.append(line)
@@ -103,7 +110,7 @@ def resume_check(data: Path, model: Path, out: Path, models: Path, device: str, 
             proc.send_signal(signal.SIGUSR1)
             break
     log.append(proc.communicate(timeout=600)[0])
-    r = subprocess.run([*base, "--precision", "fp16"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(on("fp16"), capture_output=True, text=True, cwd=ROOT)
     (out / "resume-check.log").write_text("".join(log) + r.stdout + r.stderr, encoding="utf-8")
     moved = "written in bf16, this run is fp16" in r.stdout and "the fp16 loss scaler starts afresh" in r.stdout
     ok = proc.returncode == 99 and r.returncode == 0 and moved
