@@ -197,8 +197,14 @@ def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresho
     return "".join(out) if fmt in ("jsonl", "table") else delimited(table, fmt)
 
 
+def kind_of(error: str) -> str:
+    """The kind of a bad row, for the summary: its reason without the details that differ from row to row (the line
+    span, the message after a colon, numbers), so that a million bad rows make a handful of kinds, not a million."""
+    return re.sub(r"\d+", "N", re.sub(r" \(lines .*", "", error).split(":")[0])
+
+
 class Counts:
-    """Rows seen, scored and not scored (by reason, with the first line numbers), for the summary."""
+    """Rows seen, scored and not scored (by kind of reason, with the first line numbers), for the summary."""
 
     def __init__(self, state: dict | None = None) -> None:
         state = state or {}
@@ -211,7 +217,7 @@ class Counts:
             if not row.error:
                 self.scored += 1
                 continue
-            kind = self.bad.setdefault(row.error.split(":")[0], {"count": 0, "first_lines": []})
+            kind = self.bad.setdefault(kind_of(row.error), {"count": 0, "first_lines": []})
             kind["count"] += 1
             if len(kind["first_lines"]) < 5:
                 kind["first_lines"].append(row.line)
@@ -239,7 +245,7 @@ class Output:
         self.progress = path.with_name(path.name + ".partial.json")
         self.chunks_done, self.counts = 0, Counts()
         if resume and self.progress.exists() and self.partial.exists():
-            state = json.loads(self.progress.read_text(encoding="utf-8"))
+            state = files.read_json(self.progress, "a stopped run's progress")
             changed = [k for k in settings if state["settings"].get(k) != settings[k]]
             if changed:
                 raise UserError(f"{self.partial}: written with other settings ({', '.join(changed)}): rerun with "
@@ -296,11 +302,47 @@ def find_shards(path: Path) -> list[Path]:
     return [parts[k] for k in range(1, n + 1)]
 
 
+def check_parts(parts: list[Path]) -> list[dict]:
+    """The shards' summaries (meta.json), refused unless they are the parts of one run (the same model, input and
+    options), each its own chunks, together every chunk of the input once."""
+    metas = []
+    for part in parts:
+        meta_path = part.with_name(part.name + ".meta.json")
+        meta = files.read_json(meta_path, "a predict.py shard's summary") if meta_path.exists() else None
+        if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict) or "chunks" not in meta:
+            raise UserError(f"{part}: no {meta_path.name} saying which run and chunks it holds (made by an older "
+                            f"predict.py?); rerun that shard")
+        metas.append(meta)
+    for part, meta in zip(parts[1:], metas[1:], strict=True):
+        changed = [k for k in metas[0]["run"] if meta["run"].get(k) != metas[0]["run"][k]]
+        if changed:
+            raise UserError(f"{part}: made with other {', '.join(changed)} than {parts[0].name}: not parts of one "
+                            f"run; rerun the shards with the same options and input")
+    total = math.ceil((metas[0]["input_rows"] or 0) / metas[0]["run"]["chunk_size"])
+    at = 0
+    for part, meta in zip(parts, metas, strict=True):
+        if meta["chunks"][0] != at:
+            raise UserError(f"{part}: holds chunks {meta['chunks'][0]}-{meta['chunks'][1]}, the parts before it end at "
+                            f"{at}: not the parts of one run")
+        at = meta["chunks"][1]
+    if at != total or sum(m["rows"] for m in metas) != metas[0]["input_rows"]:
+        raise UserError(f"{parts[-1]}: the parts hold {sum(m['rows'] for m in metas)} rows in {at} chunks, the input "
+                        f"{metas[0]['input_rows']} rows in {total}: not the parts of one run")
+    return metas
+
+
 def merge(path: Path) -> str:
     """Put the shards of path together in order, into path."""
     if path.exists():
         raise UserError(f"{path}: already exists; remove it to merge again")
     parts, fmt, counts = find_shards(path), output_format(str(path), None), Counts()
+    for meta in check_parts(parts):
+        counts.rows += meta["rows"]
+        counts.scored += meta["scored"]
+        for kind, v in meta["bad"].items():
+            mine = counts.bad.setdefault(kind, {"count": 0, "first_lines": []})
+            mine["count"] += v["count"]
+            mine["first_lines"] = (mine["first_lines"] + v["first_lines"])[:5]
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
@@ -316,15 +358,6 @@ def merge(path: Path) -> str:
                             raise UserError(f"{part}:1: header differs from {parts[0].name}'s (other settings?)")
                     while block := f.read(1 << 20):
                         out.write(block)
-                meta = part.with_name(part.name + ".meta.json")
-                if meta.exists():
-                    state = json.loads(meta.read_text(encoding="utf-8"))
-                    counts.rows += state["rows"]
-                    counts.scored += state["scored"]
-                    for kind, v in state["bad"].items():
-                        mine = counts.bad.setdefault(kind, {"count": 0, "first_lines": []})
-                        mine["count"] += v["count"]
-                        mine["first_lines"] = (mine["first_lines"] + v["first_lines"])[:5]
 
     files.atomic_write(path, write, "the merged output")
     return f"merged {len(parts)} shards into {path}: {counts.summary()}"
@@ -492,21 +525,23 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     """Read, score and write a chunk at a time, from where a stopped run got to; exit 99 on a stop signal."""
     labels, thresholds = settings["labels"], thresholds_for(args.threshold, settings, args.model)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    top_k = min(top_k, len(labels))  # --top-k beyond the labels: every label, ranked
 
     def rows() -> Iterator[Row]:
         if args.texts:
             return (checked(i, str(i), t) for i, t in enumerate(args.texts, 1))
         return read_rows(args.input, args.input_format, args.text_column, args.id_column)
 
-    first, end, total = 0, None, None
+    first, end, total, input_rows = 0, None, None, None
     if shard:
-        total = sum(1 for _ in rows())
-        first, end = shard_chunks(total, args.chunk_size, shard)
-        total = min(end * args.chunk_size, total) - first * args.chunk_size
+        input_rows = sum(1 for _ in rows())
+        first, end = shard_chunks(input_rows, args.chunk_size, shard)
+        total = min(end * args.chunk_size, input_rows) - first * args.chunk_size
     head = header(fmt, labels, top_k)
-    out, stop = None, None
+    out, stop, run = None, None, None
     if out_path:
-        out = Output(out_path, run_settings(args, fmt, top_k), head, args.resume)
+        run = run_settings(args, fmt, top_k)
+        out = Output(out_path, {**run, "shard": args.shard}, head, args.resume)
         if out.chunks_done:
             print(f"predict.py: resuming {out.partial} after {out.chunks_done} chunk(s), {out.counts.rows} rows",
                   file=sys.stderr)
@@ -536,7 +571,9 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     if out:
         out.finish({"model": str(args.model), "input": args.input, "shard": args.shard, "precision": args.precision,
                     "thresholds": dict(zip(labels, [round(float(t), 6) for t in thresholds], strict=True)),
-                    "at_least_one": args.at_least_one, "format": fmt, "top_k": top_k})
+                    "at_least_one": args.at_least_one, "format": fmt, "top_k": top_k,
+                    # what --merge checks: every part of one run, its chunks, and the input's rows
+                    "run": run, "chunks": [first, first + out.chunks_done], "input_rows": input_rows})
     note = "; at least one label per text (--at-least-one)" if args.at_least_one else ""
     print(f"predict.py: {counts.summary()}; {progress.rate():.1f} texts/s over {seconds:.1f} s{note}"
           + (f"; wrote {out_path}" if out_path else ""), file=sys.stderr)
@@ -544,12 +581,14 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
 
 
 def run_settings(args: argparse.Namespace, fmt: str, top_k: int) -> dict:
-    """What a resumed run must share with the run it continues."""
+    """What a resumed run must share with the run it continues, and the shards of one run with one another: the
+    model and the input by content (SHA-256), and every option that shapes the output."""
     source = Path(args.input).resolve() if args.input and args.input != "-" else None
-    return {"model": str(Path(args.model).resolve()), "input": str(source or args.input or args.texts),
-            "input_size": source.stat().st_size if source else None,
+    return {"model": str(Path(args.model).resolve()), "model_sha256": encoder.fingerprint(Path(args.model)),
+            "input": str(source or args.input or args.texts), "input_size": source.stat().st_size if source else None,
+            "input_sha256": files.sha256(source) if source else None,
             **{k: getattr(args, k) for k in ("input_format", "text_column", "id_column", "threshold", "at_least_one",
-                                             "precision", "batch_size", "chunk_size", "shard")},
+                                             "precision", "batch_size", "chunk_size")},
             "format": fmt, "top_k": top_k}
 
 

@@ -10,6 +10,7 @@ training's own dev and test evaluation did, through score() below.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -118,6 +119,15 @@ def load(model_dir: str | Path, device: torch.device) -> tuple:
     return model, tokenizer, {"threshold": 0.3, "thresholds": None, "max_length": 512, **settings}
 
 
+def fingerprint(model_dir: Path) -> str:
+    """SHA-256 over a model folder's files that decide its scores (weights, config, tokenizer, our settings): a folder
+    replaced or retrained under the same path gets another fingerprint."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.name != "README.md"):
+        h.update(f"{path.name}\0{files.sha256(path)}\0".encode())
+    return h.hexdigest()
+
+
 def add_tokens(model, tokenizer, tokens: list[str]) -> str:
     """Make each of `tokens` one token of its own, matched in the text as written (before lower-casing), with a new
     embedding row (transformers starts it at the mean of the others). Saved with the tokenizer, so predict.py and
@@ -216,13 +226,11 @@ def export_int8(model, model_dir: Path) -> Path:
     final = model_dir / ONNX_DIR / "model.onnx"
     if final.exists():
         return final
-    if not os.access(model_dir, os.W_OK):
-        raise UserError(f"{model_dir}: read-only, so the INT8 model cannot be exported into it; export it once "
-                        f"where the folder is writable (a copy of it), or use --precision fp32 or bf16")
     ids = torch.ones((2, 8), dtype=torch.long)
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process first
-    with files.atomic_folder(model_dir / ONNX_DIR, "the INT8 model") as tmp, torch.no_grad(), \
+    hint = "; export it once where the model folder is writable (a copy of it), or use --precision fp32 or bf16"
+    with files.atomic_folder(model_dir / ONNX_DIR, "the INT8 model", hint=hint) as tmp, torch.no_grad(), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as dynamic
         torch.onnx.export(model.cpu(), (ids, torch.ones_like(ids)), tmp / "fp32.onnx", dynamo=False,

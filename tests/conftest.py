@@ -4,6 +4,7 @@ trained tiny model, make, the loopback servers and Grid Engine. What they are ma
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,26 @@ def trained(tiny_bert: Path, goemotions_dir: Path, tmp_path_factory: pytest.Temp
               "--predictions-file", out / "predictions.tsv")
     assert r.returncode == 0, r.stderr[-3000:]
     return data, out, r
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """small_disk(MiB): a tmpfs of that size (root, where mount works), or the same one remounted with another size
+    or read-only; unmounted afterwards."""
+    mounted = []
+
+    def mount(mib: int, where: Path | None = None, read_only: bool = False) -> Path:
+        where = where or tmp_path / f"disk{len(mounted)}"
+        where.mkdir(exist_ok=True)
+        opts = f"size={mib}m" + (",remount" if where in mounted else "") + (",ro" if read_only else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            why = r.stderr.strip() or "mount failed"
+            unavailable("the full-disk tests", f"cannot mount a small tmpfs here ({why})",
+                        "run them as root where mount works (CI does)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in set(mounted):
+        subprocess.run(["umount", str(where)], capture_output=True)

@@ -110,6 +110,19 @@ def run_script(*args: str | Path, env: dict[str, str] | None = None, cwd: Path |
                           env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
 
+def cpu_has_bf16() -> bool:
+    """Does bert_model.py's --precision auto take bf16 on this CPU? From /proc/cpuinfo, not from torch: x86-64 with
+    AVX-512 BW+VL+DQ (oneDNN's avx512_core) or AVX-NE-CONVERT; an AVX2-only CPU (an AMD EPYC of this project's
+    machines) gets fp32."""
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return os.uname().machine == "x86_64" and ({"avx512bw", "avx512vl", "avx512dq"} <= flags
+                                               or "avx_ne_convert" in flags)
+
+
 def train_args(data: Path, save: Path, model: Path, *extra: str | Path) -> list[str | Path]:
     """bert_model.py's command line for the splits in `data`, saving into `save`, from `model`."""
     return ["bert_model.py", data / "train.tsv", data / "dev.tsv", data / "test.tsv", data / "emotions.txt", save,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_script, train_args, write_slice
+from helpers import cpu_has_bf16, run_script, train_args, write_slice
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import bert_model as bm
@@ -235,17 +234,7 @@ def test_real_minilm_learns_on_real_examples(minilm, goemotions_dir, tmp_path):
     assert gold[:, labels.index("gratitude")].sum() >= 5 and auc["gratitude"] >= 0.9, auc
     assert len(auc) >= 10 and np.mean(list(auc.values())) >= 0.55, auc
     # --precision auto: bf16 autocast where the CPU has the instructions oneDNN's bf16 needs, else fp32
-    assert metrics["precision"] == ("bf16" if os.uname().machine == "x86_64" and _cpu_has_bf16() else "fp32")
-
-
-def _cpu_has_bf16() -> bool:
-    """From /proc/cpuinfo, not from torch: AVX-512 BW+VL+DQ (oneDNN's avx512_core) or AVX-NE-CONVERT."""
-    flags: set[str] = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
+    assert metrics["precision"] == ("bf16" if cpu_has_bf16() else "fp32")
 
 
 def test_head_learning_rate_and_prior_bias(small_data, tiny_bert, tmp_path):

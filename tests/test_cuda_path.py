@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, make_tiny_bert, run_script, unavailable, write_slice
+from helpers import ROOT, make_tiny_bert, run_script, write_slice
 
 import bert_model
 from multilabel import device, encoder
@@ -174,28 +174,6 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(goemotions_dir, minilm, 
 
 
 # ------------------------------------------------------------------------------ 7. a full disk
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A tmpfs of a given size in MiB (root, where mount works); unmounted afterwards."""
-    mounted = []
-
-    def mount(mib: int, where: Path | None = None) -> Path:
-        where = where or tmp_path / f"disk{len(mounted)}"
-        where.mkdir(exist_ok=True)
-        opts = f"size={mib}m" + (",remount" if where in mounted else "")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
-        if r.returncode != 0:
-            why = r.stderr.strip() or "mount failed"
-            unavailable("the full-disk tests", f"cannot mount a small tmpfs here ({why})",
-                        "run them as root where mount works (CI does)")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in set(mounted):
-        subprocess.run(["umount", str(where)], capture_output=True)
 
 
 def parameters(model: Path) -> int:

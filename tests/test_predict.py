@@ -419,3 +419,113 @@ def test_an_array_of_two_tasks_one_signalled_and_requeued_merges_to_the_whole(sg
     m = sge.qsub("predict.com", log_dir=logs, env={**settings, "MERGE": 1})
     assert sge.wait(m, timeout=120)[-1]["exit_status"] == "0", sge.log(logs, "predict", m)
     assert out.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+
+
+# --------------------------------------------------------------------------- issue 24: the promises kept
+
+
+def test_a_chunk_with_nothing_to_score_is_carried_through_and_resumes(model: Path, tmp_path: Path):
+    """A corpus whose last chunk is only blank lines, or a text of spaces: rows with their reason, exit 0."""
+    corpus = tmp_path / "b.txt"
+    corpus.write_text("one\ntwo\nthree\n\n\n")
+    ok(predict(model, "--input", corpus, "--output", tmp_path / "b.tsv", "--chunk-size", "3"))
+    assert [r["error"] for r in read_tsv(tmp_path / "b.tsv")] == ["", "", "", "empty text", "empty text"]
+    (tmp_path / "only.txt").write_text("\n\n")
+    ok(predict(model, "--input", tmp_path / "only.txt", "--output", tmp_path / "only.tsv"))
+    assert [r["error"] for r in read_tsv(tmp_path / "only.tsv")] == ["empty text", "empty text"]
+    r = ok(predict(model, "   ", "--format", "tsv"))
+    assert r.stdout.splitlines()[1].split("\t")[3] == "empty text"
+
+
+def test_a_bare_cr_inside_a_line_is_text_not_a_new_row(model: Path, tmp_path: Path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"".join(b"line %d\n" % i if i != 30 else b"a bare\rCR inside\r\n" for i in range(60)))
+    ok(predict(model, "--input", corpus, "--output", tmp_path / "c.tsv"))
+    rows = read_tsv(tmp_path / "c.tsv")
+    assert len(rows) == 60 and [r["id"] for r in rows] == [str(i) for i in range(1, 61)]
+
+
+def test_an_escaped_lone_surrogate_is_a_bad_row_here_and_one_line_in_prepare_data(model: Path, tmp_path: Path):
+    corpus = tmp_path / "s.jsonl"
+    corpus.write_text('{"text": "fine", "id": "a"}\n{"text": "a \\ud800 b", "id": "b\\udfff"}\n')
+    ok(predict(model, "--input", corpus, "--output", tmp_path / "s.tsv"))
+    rows = read_tsv(tmp_path / "s.tsv")
+    assert rows[1]["error"].startswith("a lone surrogate U+D800") and rows[1]["id"] == "b\ufffd"
+    corpus.write_text('{"text": "fine", "labels": ["x"]}\n{"text": "a \\ud800 b", "labels": ["x"]}\n')
+    r = run_script("prepare_data.py", corpus, tmp_path / "out")
+    assert r.returncode == 1 and r.stderr.strip() == (f"prepare_data.py: error: {corpus}:2: a lone surrogate U+D800 "
+                                                      "(an escaped \\ud800)"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_many_bad_rows_make_a_short_summary(model: Path, tmp_path: Path):
+    """Each bad row's reason names its lines; the summary and the meta.json count kinds of reason, not rows."""
+    rows = "".join(f'"a text {i}\nover two lines"\t{i}\n' for i in range(300))  # two columns of three, each
+    corpus = tmp_path / "q.tsv"
+    corpus.write_text("ok\t1\tz\n" + rows)
+    r = ok(predict(model, "--input", corpus, "--output", tmp_path / "q.out.tsv", "--chunk-size", "50"))
+    summary = r.stderr.strip().splitlines()[-1]
+    assert len(summary) < 400, summary
+    meta = json.loads((tmp_path / "q.out.tsv.meta.json").read_text())
+    assert meta["rows"] == 301 and len(meta["bad"]) <= 2 and sum(v["count"] for v in meta["bad"].values()) == 300
+    assert len((tmp_path / "q.out.tsv.meta.json").read_text()) < 4000
+
+
+def test_top_k_beyond_the_labels_ranks_every_label(model: Path, tmp_path: Path):
+    ok(predict(model, "hello", "there", "--top-k", "40", "--output", tmp_path / "t.tsv"))
+    with open(tmp_path / "t.tsv", encoding="utf-8", newline="") as f:
+        widths = {len(row) for row in csv.reader(f, delimiter="\t")}
+    assert widths == {4 + 2 * 28}
+
+
+def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(model: Path, texts, tmp_path: Path):
+    import shutil
+
+    corpus = write_goemotions(tmp_path / "c.tsv", texts[:60])
+    own = tmp_path / "model"
+    shutil.copytree(model, own)
+    out = tmp_path / "labels.tsv"
+    proc = subprocess.Popen([sys.executable, PREDICT, own, "--input", corpus, "--output", out, "--chunk-size", "10",
+                             "--batch-size", "1"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = out.with_name("labels.tsv.partial.json")
+    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=120) == 99
+    info = json.loads((own / "goemotions.json").read_text())
+    (own / "goemotions.json").write_text(json.dumps({**info, "threshold": 0.5}))  # the folder replaced
+    resume = ("--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1", "--resume")
+    one_line_error(predict(own, *resume), "written with other settings (model_sha256)")
+    (own / "goemotions.json").write_text(json.dumps(info))
+    data = corpus.read_bytes()
+    corpus.write_bytes(data.replace(b"27", b"26", 1))  # the same size, other bytes
+    one_line_error(predict(own, *resume), "written with other settings (input_sha256)")
+    corpus.write_bytes(data)
+    ok(predict(own, *resume))
+    assert len(read_tsv(out)) == 60
+
+
+def test_merge_refuses_parts_that_are_not_of_one_run(model: Path, texts, tmp_path: Path):
+    corpus = write_goemotions(tmp_path / "c.tsv", texts[:600])
+    out = tmp_path / "labels.tsv"
+    ok(predict(model, "--input", corpus, "--output", out, "--shard", "1/2"))  # chunks of 4096: all in part 2
+    ok(predict(model, "--input", corpus, "--output", out, "--shard", "2/2", "--chunk-size", "16"))
+    one_line_error(predict("--merge", "--output", out), "labels.2-of-2.tsv", "other chunk_size")
+    assert not out.exists() and not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".labels*"))
+    (tmp_path / "labels.2-of-2.tsv").unlink()
+    other = write_goemotions(tmp_path / "d.tsv", texts[10:610])
+    ok(predict(model, "--input", other, "--output", out, "--shard", "2/2"))
+    one_line_error(predict("--merge", "--output", out), "labels.2-of-2.tsv", "input")
+    (tmp_path / "labels.2-of-2.tsv").unlink()
+    ok(predict(model, "--input", corpus, "--output", out, "--shard", "2/2"))
+    ok(predict("--merge", "--output", out))
+    ok(predict(model, "--input", corpus, "--output", tmp_path / "whole.tsv"))
+    assert out.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+
+
+def test_a_full_disk_names_the_output_not_the_input(model: Path, texts, tmp_path: Path, small_disk):
+    disk = small_disk(1)
+    corpus = write_goemotions(tmp_path / "c.tsv", texts * 20)  # 6,000 rows of 28 scores: about 2 MiB of output
+    err = one_line_error(predict(model, "--input", corpus, "--output", disk / "labels.tsv"), "no room for the output")
+    assert str(disk) in err and str(corpus) not in err
