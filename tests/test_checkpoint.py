@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, make_tiny_bert, run_script, start, stop_when, train_args, write_slice
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bert_model
 from multilabel import files
@@ -266,3 +268,32 @@ def test_resume_under_torchrun(data, tiny_no_dropout, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stdout
     assert max_diff(weights(save), weights(ref)) <= 1e-6
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(choice=st.data())
+def test_any_changed_value_of_any_setting_refuses_to_resume(data, tiny_bert, stopped, capsys, choice):
+    """The same property with generated values: an option drawn from the parser, a value drawn for its type."""
+    save, ckpt = stopped
+    base = args(data, save, tiny_bert)[1:]
+    parsed = vars(bert_model.parse_args(base))
+    options = [a for a in bert_model.build_parser()._actions
+               if a.option_strings and a.dest not in files.NO_RESULT and a.dest != "help"]
+    action = choice.draw(st.sampled_from(options))
+    if isinstance(action, argparse._StoreTrueAction) or action.nargs == "*":
+        words = another(action, parsed[action.dest])
+    elif action.choices:
+        words = [action.option_strings[-1], choice.draw(st.sampled_from([c for c in action.choices
+                                                                           if c != parsed[action.dest]]))]
+    elif action.type is int:
+        words = [action.option_strings[-1], str(choice.draw(st.integers(1, 10_000).filter(
+            lambda v: v != parsed[action.dest])))]
+    elif action.type is float:
+        value = choice.draw(st.floats(0.001, 0.999).filter(lambda v: v != parsed[action.dest]))
+        words = [action.option_strings[-1], repr(value)]
+    else:
+        words = [action.option_strings[-1], choice.draw(st.text("abc/-_", min_size=1, max_size=12))]
+    code = bert_model.main([*base, *words])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and f"written with {action.option_strings[-1]} " in err[0], (words, err)
+    assert files.checkpoint_path(save).read_bytes() == ckpt

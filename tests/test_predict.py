@@ -529,3 +529,30 @@ def test_a_full_disk_names_the_output_not_the_input(model: Path, texts, tmp_path
     corpus = write_goemotions(tmp_path / "c.tsv", texts * 20)  # 6,000 rows of 28 scores: about 2 MiB of output
     err = one_line_error(predict(model, "--input", corpus, "--output", disk / "labels.tsv"), "no room for the output")
     assert str(disk) in err and str(corpus) not in err
+
+
+def test_resume_refuses_a_change_to_any_option_that_shapes_the_output(model: Path, texts, tmp_path: Path):
+    """Stopped after its first chunk, a run resumed with any one of its shaping options changed is refused, by
+    name; the stopped run's files are kept, and with the same options it finishes."""
+    corpus = write_goemotions(tmp_path / "c.tsv", texts[:40])
+    out = tmp_path / "labels.tsv"
+    base = [model, "--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1"]
+    proc = subprocess.Popen([sys.executable, PREDICT, *map(str, base)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    progress = out.with_name("labels.tsv.partial.json")
+    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=120) == 99
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("labels")}
+    changes = {"input_format": ["--input-format", "lines"], "threshold": ["--threshold", "0.5"],
+               "at_least_one": ["--at-least-one"], "precision": ["--precision", "bf16"], "format": ["--format", "csv"],
+               "top_k": ["--top-k", "2"], "id_column": ["--id-column", "x"], "chunk_size": ["--chunk-size", "20"],
+               "batch_size": ["--batch-size", "2"]}
+    for name, extra in changes.items():
+        r = predict(*base, *extra, "--resume")  # the last of an option given twice wins
+        assert r.returncode == 1 and name in r.stderr and "written with other settings" in r.stderr, (name, r.stderr)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("labels")} == kept, name
+    ok(predict(*base, "--resume"))
+    assert len(read_tsv(out)) == 40

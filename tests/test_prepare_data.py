@@ -295,3 +295,39 @@ def test_prepare_train_predict_compare_on_labels_that_are_not_goemotions(goemoti
     assert "6 labels (cross, down, glad, scared, wow, ...)" in c.stdout and "Table 4" not in c.stdout
     assert "Paired bootstrap" in c.stdout
     assert np.isfinite(metrics["test"]["macro"]["f1"])
+
+
+# ------------------------------------------------------------------------- issue 24: the promises kept
+
+
+def test_bad_bytes_are_reported_at_their_own_line_far_into_a_file(tmp_path: Path) -> None:
+    """The decoder reads ahead in blocks of 8 KB: the line must still be the bad byte's own."""
+    lines = [b"text,labels\n"] + [b"a fairly long line of text number %d,x\n" % i for i in range(300)]
+    lines[141 - 1] = b"bad \xff byte,x\n"
+    (tmp_path / "a.csv").write_bytes(b"".join(lines))
+    r = prepare(tmp_path / "a.csv", tmp_path / "out")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"prepare_data.py: error: {tmp_path / 'a.csv'}:141: not valid UTF-8"
+
+
+def test_a_corrupt_dataset_json_in_out_dir_is_one_line_and_kept(tmp_path: Path) -> None:
+    rows = [{"text": f"t{i}", "labels": ["x"] if i % 2 else ["y"]} for i in range(20)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dataset.json").write_text('{"name": "half of a fi')
+    r = prepare(tmp_path / "in.jsonl", out)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith(f"prepare_data.py: error: {out / 'dataset.json'}:1: not valid JSON"), r.stderr
+    assert [p.name for p in out.iterdir()] == ["dataset.json"]
+
+
+def test_a_full_disk_is_one_line_naming_out_dir_and_leaves_nothing(tmp_path: Path, small_disk) -> None:
+    disk = small_disk(1)
+    rows = [{"text": "x" * 300 + str(i), "labels": ["x"] if i % 2 else ["y"]} for i in range(6000)]  # ~2 MiB
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = prepare(tmp_path / "in.jsonl", disk / "out")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and lines[-1].startswith(f"prepare_data.py: error: {disk}: no room for the prepared "
+                                                      "data"), r.stderr
+    assert list(disk.iterdir()) == []
