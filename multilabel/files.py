@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -41,6 +42,11 @@ class UserError(Exception):
 def fail(prog: str, error: Exception) -> int:
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 1
+
+
+def command_line(prog: str, argv: list[str] | None) -> str:
+    """How the script was run, for the records it writes (metrics.json, dataset.json, the model card)."""
+    return shlex.join(["python", prog, *(sys.argv[1:] if argv is None else argv)])
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -318,9 +324,8 @@ class Split:
 
 
 def split_row(cells: list[str], num_labels: int) -> tuple[str, tuple[int, ...], str]:
-    """One row of a split: (text, label ids, id), or ValueError with the problem."""
-    if len(cells) != 3:
-        raise ValueError(f"expected 3 {SPLIT_WIDTH}, found {len(cells)}")
+    """One row of a split, its three cells as read_table(..., "goemotions") gives them (which counts them): (text,
+    label ids, id), or ValueError with the problem."""
     text, field, example_id = cells
     if any(unicode_problem(c) for c in cells):
         raise ValueError(next(unicode_problem(c) for c in cells if unicode_problem(c)))

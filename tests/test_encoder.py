@@ -58,3 +58,32 @@ def test_int8_on_a_read_only_folder_is_one_line(folder: Path, small_disk) -> Non
     shutil.copytree(folder, disk / "model")
     small_disk(64, disk, read_only=True)
     one_line(run_script("predict.py", disk / "model", "--precision", "int8", "x"), "cannot write the INT8 model")
+
+
+def test_the_int8_export_records_its_quantization_and_an_older_one_is_redone(folder: Path) -> None:
+    """7-bit weights (reduce_range): the U8S8 kernels of a CPU without VNNI cannot saturate, so the scores are the
+    same on every CPU; an export made with other settings (an older predict.py's) is made again, not reused."""
+    import torch
+
+    from multilabel import encoder
+
+    model, _, _ = encoder.load(folder, torch.device("cpu"))
+    path, made = encoder.export_int8(model, folder)
+    marker = folder / encoder.ONNX_DIR / "quantization.json"
+    assert made and json.loads(marker.read_text()) == encoder.INT8_QUANTIZATION == {"per_channel": True,
+                                                                                      "reduce_range": True}
+    assert encoder.export_int8(model, folder) == (path, False)  # reused
+    marker.unlink()  # as an export of before this setting left it
+    assert encoder.export_int8(model, folder) == (path, True)
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_folder_saved_elsewhere_is_scored_with_its_config_labels(folder: Path) -> None:
+    """Without goemotions.json (a classifier not trained here): the config's label names, threshold 0.3."""
+    (folder / "goemotions.json").unlink()
+    r = run_script("predict.py", folder, "I love this", "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    config = json.loads((folder / "config.json").read_text())
+    assert list(got["scores"]) == [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    assert got["predicted"] == [n for n, v in got["scores"].items() if v > 0.3]

@@ -478,6 +478,18 @@ def test_top_k_beyond_the_labels_ranks_every_label(model: Path, tmp_path: Path):
     assert widths == {4 + 2 * 28}
 
 
+def stop_after_a_chunk(argv: list, out: Path) -> None:
+    """predict.py ARGV, stopped by SIGUSR1 once it has written a chunk of OUT: exit 99."""
+    proc = subprocess.Popen([sys.executable, PREDICT, *map(str, argv)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    progress = out.with_name(out.name + ".partial.json")
+    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=120) == 99
+
+
 def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(model: Path, texts, tmp_path: Path):
     import shutil
 
@@ -485,14 +497,7 @@ def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(mod
     own = tmp_path / "model"
     shutil.copytree(model, own)
     out = tmp_path / "labels.tsv"
-    proc = subprocess.Popen([sys.executable, PREDICT, own, "--input", corpus, "--output", out, "--chunk-size", "10",
-                             "--batch-size", "1"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    progress = out.with_name("labels.tsv.partial.json")
-    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(timeout=120) == 99
+    stop_after_a_chunk([own, "--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1"], out)
     info = json.loads((own / "goemotions.json").read_text())
     (own / "goemotions.json").write_text(json.dumps({**info, "threshold": 0.5}))  # the folder replaced
     resume = ("--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1", "--resume")
@@ -537,14 +542,7 @@ def test_resume_refuses_a_change_to_any_option_that_shapes_the_output(model: Pat
     corpus = write_goemotions(tmp_path / "c.tsv", texts[:40])
     out = tmp_path / "labels.tsv"
     base = [model, "--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1"]
-    proc = subprocess.Popen([sys.executable, PREDICT, *map(str, base)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    progress = out.with_name("labels.tsv.partial.json")
-    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(timeout=120) == 99
+    stop_after_a_chunk(base, out)
     kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("labels")}
     changes = {"input_format": ["--input-format", "lines"], "threshold": ["--threshold", "0.5"],
                "at_least_one": ["--at-least-one"], "precision": ["--precision", "bf16"], "format": ["--format", "csv"],
