@@ -93,7 +93,7 @@ def check_resumable(path: Path, args: dict, defaults: dict, world: int) -> dict:
     ck = load(path)
     written = files.result_options({**defaults, **ck["args"]})
     for key, now in files.result_options(args).items():
-        if written.get(key, defaults.get(key)) != now:
+        if written.get(key) != now:
             raise UserError(f"{path}: written with --{key.replace('_', '-')} {shown(written.get(key))}, this run has "
                             f"{shown(now)}; use the same settings or move it away")
     before, now = ck["data_sha256"], data_checksums(args)
