@@ -391,12 +391,12 @@ def read_dataset(folder: str | Path) -> dict | None:
         return None
     info = read_json(path, "a prepare_data.py dataset.json")
     try:
-        assert isinstance(info, dict) and isinstance(info["name"], str)
-        assert all(isinstance(s["path"], str) and isinstance(s["sha256"], str) for s in info["sources"])
-        assert isinstance(info["labels"], list) and isinstance(info["files"], dict)
-    except (AssertionError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a prepare_data.py dataset.json (no valid {e or 'name, sources, labels, files'})"
-                        ) from None
+        valid = (isinstance(info["name"], str) and isinstance(info["labels"], list) and isinstance(info["files"], dict)
+                 and all(isinstance(s["path"], str) and isinstance(s["sha256"], str) for s in info["sources"]))
+    except (KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise UserError(f"{path}: not a prepare_data.py dataset.json (no valid name, sources, labels and files)")
     return info
 
 
