@@ -1,4 +1,4 @@
-"""download_data.py against a real HTTP server on 127.0.0.1 (tests/conftest.py: DataServer), real folders
+"""download_data.py against a real HTTP server on 127.0.0.1 (tests/helpers.py: DataServer), real folders
 and real subprocesses. Retries use --backoff 0 (or a small one) so the whole file runs in seconds."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The rule of tests/conftest.py's unavailable(): a test whose resource is missing skips, except in CI (CI=true),
+"""The rule of tests/helpers.py's unavailable(): a test whose resource is missing skips, except in CI (CI=true),
 where it fails with the reason, so that a CI whose setup broke cannot pass with the tests skipped.
 Each case runs one real test of the suite in a fresh pytest, with its resource taken away (tests in modules
 that import quickly: importing torch for nothing would cost seconds a case).
