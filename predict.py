@@ -198,9 +198,13 @@ def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresho
 
 
 def kind_of(error: str) -> str:
-    """The kind of a bad row, for the summary: its reason without the details that differ from row to row (the line
-    span, the message after a colon, numbers), so that a million bad rows make a handful of kinds, not a million."""
-    return re.sub(r"\d+", "N", re.sub(r" \(lines .*", "", error).split(":")[0])
+    """The kind of a bad row, for the summary: its reason without the details that differ from row to row (what
+    follows a colon or stands in parentheses, a code point, a count), so that a million bad rows make a handful of
+    kinds, not a million: "expected 3 tab-separated columns (text, labels, id), found 2 (lines 4-5: ...)" is
+    "expected N tab-separated columns"."""
+    kind = re.sub(r"\s*\(.*", "", error.split(":")[0])
+    kind = re.sub(r"U\+[0-9A-F]{4}", "U+XXXX", kind)
+    return re.sub(r"(?<![\w-])\d+(?![\w-])", "N", kind)  # "found 2" is "found N"; "UTF-8" stays
 
 
 class Counts:
