@@ -54,7 +54,8 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
     started = time.time()
     save_fp, ckpt_path = output_paths(args.save_fp)
-    resumable = checkpoint_to_resume(args, ckpt_path)
+    data_sha256 = checkpoint.data_checksums(vars(args))  # the data's content, checked on resume and recorded
+    resumable = checkpoint_to_resume(args, ckpt_path, data_sha256)
     env = setup(args.cuda, args.precision, "bert_model.py")
     labels, splits = read_data(args)
     seed_everything(args.seed)
@@ -63,7 +64,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     pad = tokenize(splits, tokenizer, args, env, labels)
     loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
     env.log(losses.describe(loss_info))
-    state = training_state(args, env, model, new, splits["train"]["y"], checkpoint.data_checksums(vars(args)))
+    state = training_state(args, env, model, new, splits["train"]["y"], data_sha256)
     net = distributed(model, args, env)
     if resumable:
         resume(state, resumable, ckpt_path, splits, args, env)
@@ -156,12 +157,13 @@ def output_paths(save_fp_arg: str) -> tuple[Path, Path]:
     return save_fp, files.checkpoint_path(save_fp)
 
 
-def checkpoint_to_resume(args: argparse.Namespace, ckpt_path: Path) -> dict | None:
+def checkpoint_to_resume(args: argparse.Namespace, ckpt_path: Path, data_sha256: dict[str, str]) -> dict | None:
     """With --resume and a checkpoint: that checkpoint, if this run may continue it (checkpoint.check_resumable)."""
     if not (args.resume and ckpt_path.exists()):
         return None
     defaults = {a.dest: a.default for a in build_parser()._actions}  # an option the checkpoint predates
-    return checkpoint.check_resumable(ckpt_path, vars(args), defaults, int(os.environ.get("WORLD_SIZE", "1")))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return checkpoint.check_resumable(ckpt_path, vars(args), data_sha256, defaults, world)
 
 
 def read_data(args: argparse.Namespace) -> tuple[list[str], dict[str, dict]]:

@@ -33,6 +33,8 @@ def data_checksums(args: dict) -> dict[str, str]:
     """SHA-256 of each file the run reads its data from, by its path."""
     try:
         return {path: files.sha256(path) for path in files.data_files(args)}
+    except FileNotFoundError as e:  # as files.open_text says it
+        raise UserError(f"{e.filename}: file not found") from None
     except OSError as e:
         raise UserError(f"{e.filename}: cannot read: {e.strerror}") from None
 
@@ -86,7 +88,7 @@ def shown(value: object) -> str:
     return "(none)" if value is None else " ".join(value) if isinstance(value, list) else str(value)
 
 
-def check_resumable(path: Path, args: dict, defaults: dict, world: int) -> dict:
+def check_resumable(path: Path, args: dict, data_sha256: dict[str, str], defaults: dict, world: int) -> dict:
     """The checkpoint at `path` if this run may continue it: the same options wherever they can change a result (an
     option the checkpoint does not name was added since, and was at its default), the same data by content, the
     same number of processes. Otherwise a UserError naming the first difference."""
@@ -96,7 +98,7 @@ def check_resumable(path: Path, args: dict, defaults: dict, world: int) -> dict:
         if written.get(key) != now:
             raise UserError(f"{path}: written with --{key.replace('_', '-')} {shown(written.get(key))}, this run has "
                             f"{shown(now)}; use the same settings or move it away")
-    before, now = ck["data_sha256"], data_checksums(args)
+    before, now = ck["data_sha256"], data_sha256
     for (old_path, old), (new_path, new) in zip(before.items(), now.items(), strict=False):
         if old != new:
             raise UserError(f"{path}: its data file {old_path} had SHA-256 {old[:16]}..., this run's {new_path} has "
