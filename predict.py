@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import encoder, files
+from multilabel import encoder, files, tables
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.files import UserError
 
@@ -83,7 +83,7 @@ def read_rows(path: str, fmt: str, text_column: str | None = None, id_column: st
     fmt = input_format(path, fmt, text_column)
     text_column = "text" if fmt in ("lines", "goemotions") else text_column or "text"
     id_column = "id" if fmt == "goemotions" else id_column
-    table = files.read_table(path, fmt, columns=[text_column, *([id_column] if id_column else ["id"])],
+    table = tables.read_table(path, fmt, columns=[text_column, *([id_column] if id_column else ["id"])],
                              batch_rows=CHUNK_SIZE)
     where = f"{path}:1" if fmt != "parquet" else str(path)
     for column, option in ((text_column, "--text-column"), (id_column, "--id-column")):

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import files
+from multilabel import files, tables
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
 # Knobs
 
-FORMATS = {k: v for k, v in files.TABLE_FORMATS.items() if v != "lines"}  # a file of lines has no labels
+FORMATS = {k: v for k, v in tables.TABLE_FORMATS.items() if v != "lines"}  # a file of lines has no labels
 SPLITS = files.SPLITS
 SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", files.LABELS_FILE)
@@ -146,7 +146,7 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
                   out: Examples) -> dict:
     """Append one file's examples to `out`; returns what dataset.json says about the file."""
     fmt = file_format(path, args.format)
-    table = files.read_table(path, fmt)
+    table = tables.read_table(path, fmt)
     use = Columns.of(table.columns, args, path, fmt)
     known_set = set(known) if known is not None else None
     for name in use.one_hot:
