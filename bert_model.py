@@ -69,6 +69,9 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     if resumable:
         resume(state, resumable, ckpt_path, splits, args, env)
     stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
+    state["progress"], state["started"] = files.progress_path(save_fp), started
+    if not resumable and env.master:
+        state["progress"].unlink(missing_ok=True)  # a fresh run's evaluations start a fresh file
     stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
     if stopped:
         return stopper.requeue(stopped)
@@ -117,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
     p.add_argument("--eval-batch-size", type=int, default=128, help="dev/test batches, sorted by length")
     p.add_argument("--log-every", type=int, default=100, help="print the average loss every N batches")
+    p.add_argument("--dev-every", type=int, default=0, metavar="N",
+                   help="also score dev every N steps, logged and appended to SAVE_FP.dev.jsonl as after each epoch "
+                   "(tune.py prunes on it); the best weights are still chosen at epochs' ends")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: off)")
     p.add_argument("--checkpoint-minutes", type=float, default=10,
                    help="checkpoint when this long has passed since the last one (besides every epoch's end)")
@@ -319,6 +325,8 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
                     log_loss(running, n_logged, epoch, done, steps, state, scheduler, args, env)
                     running.zero_()
                     n_logged = 0
+                if args.dev_every and done % args.dev_every == 0 and done < steps:
+                    dev_progress(state, net, splits, labels, pad, epoch, done, steps, args, env)
                 # under DDP the ranks agree every 10 steps (one all_reduce), alone after every step
                 stopping, timely = stopper.check() if env.world == 1 or done % 10 == 0 else (False, False)
                 periodic = args.checkpoint_every and done % args.checkpoint_every == 0
@@ -431,8 +439,7 @@ def end_epoch(state: dict, net, splits: dict, labels: list[str], pad: int, epoch
     if env.world > 1:
         dist.all_reduce(epoch_loss)
     train_loss = epoch_loss.item() / max(n_epoch, 1) / env.world
-    dev_probs = evaluate(net, splits["dev"], args, env, pad)
-    dev_f1 = report.compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
+    dev_probs, dev_f1 = dev_progress(state, net, splits, labels, pad, epoch, n_epoch, n_epoch, args, env)
     state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
                              "epoch_time_s": seconds, "steps": n_epoch})
     env.log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, time {seconds:.1f} s "
@@ -441,6 +448,22 @@ def end_epoch(state: dict, net, splits: dict, labels: list[str], pad: int, epoch
         state["best"] = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
                          "state": {k: v.detach().to("cpu", copy=True) for k, v in state["model"].state_dict().items()}}
     state["order"] = []
+
+
+def dev_progress(state: dict, net, splits: dict, labels: list[str], pad: int, epoch: int, done: int, steps: int,
+                 args: argparse.Namespace, env: Env) -> tuple[np.ndarray, float]:
+    """Dev scores and macro F1 at --threshold now, appended to SAVE_FP.dev.jsonl: (scores, F1)."""
+    dev_probs = evaluate(net, splits["dev"], args, env, pad)
+    dev_f1 = report.compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
+    if env.master:
+        steps_per = steps_per_epoch(len(splits["train"]["ids"]), args, env)
+        files.append_progress(state["progress"], {
+            "epoch": epoch + 1, "step": done, "global_step": epoch * steps_per + done,
+            "examples": (epoch * steps_per + done) * args.batch_size * env.world, "dev_macro_f1": dev_f1,
+            "seconds": time.time() - state["started"]})
+        if done < steps:
+            env.log(f"epoch {epoch + 1} step {done}/{steps}: dev macro F1 {dev_f1:.4f}")
+    return dev_probs, dev_f1
 
 
 def save_checkpoint(state: dict, epoch: int, step: int, stopper: checkpoint.Stopper, args: argparse.Namespace,

@@ -6,7 +6,8 @@
     the dataset      DATA_DIR/dataset.json: what prepare_data.py made the folder from
     your own tables  CSV, TSV, JSONL, Parquet or one text a line: tables.py, as prepare_data.py and predict.py read them
     the run folder   SAVE_FP (a Hugging Face model folder with its settings, goemotions.json), SAVE_FP.checkpoint.pt,
-                     metrics.json and predictions.tsv; which of bert_model.py's options can change a result
+                     SAVE_FP.dev.jsonl (dev F1 as training goes), metrics.json and predictions.tsv; which of
+                     bert_model.py's options can change a result
     the paper        Table 4 of Demszky et al. (ACL 2020)
 
 Bad input is a UserError: one line naming the file, the line and the problem, which every script prints as
@@ -416,6 +417,37 @@ def requeue_marker(save_fp: Path) -> Path:
     return save_fp.with_name(save_fp.name + ".requeue")
 
 
+def progress_path(save_fp: Path) -> Path:
+    """SAVE_FP.dev.jsonl: a line per dev evaluation during training (after each epoch, and every --dev-every steps),
+    appended as the run goes, for whoever watches it (tune.py prunes trials on it)."""
+    return save_fp.with_name(save_fp.name + ".dev.jsonl")
+
+
+def append_progress(path: Path, record: dict) -> None:
+    """One JSON line (epoch, step, global_step, examples, dev_macro_f1, seconds), flushed to disk."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_progress(path: Path) -> list[dict]:
+    """The dev evaluations so far, by global step (a resumed run's repeat of a step replaces it); a line cut short by
+    a kill, or a missing file, is not there yet."""
+    found: dict[int, dict] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            found[int(record["global_step"])] = record
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [found[k] for k in sorted(found)]
+
+
 def read_model_settings(folder: str | Path) -> dict | None:
     """A saved model's goemotions.json, checked; None for a folder without one (a model not saved here)."""
     path = Path(folder) / MODEL_SETTINGS
@@ -441,7 +473,7 @@ def read_model_settings(folder: str | Path) -> dict | None:
 # refuses to continue a checkpoint under a change to any of them, and compare_runs.py averages only runs that are
 # equal in all of them but the seed. An option added later is therefore a setting, safe by default.
 NO_RESULT = frozenset({"train", "dev", "test", "labels", "save_fp", "metrics_file", "predictions_file",
-                       "plot_file", "resume", "log_every", "checkpoint_every", "checkpoint_minutes"})
+                       "plot_file", "resume", "log_every", "checkpoint_every", "checkpoint_minutes", "dev_every"})
 
 
 def result_options(args: dict) -> dict:

@@ -337,3 +337,24 @@ def test_the_head_learns_at_the_head_rate_whatever_the_encoder(arch, minilm, tmp
         assert lr_of[id(p)] == (1e-2 if n.startswith(tuple(head)) else 1e-5), n
     out_bias = dict(model.named_parameters())[[n for n in new if n.endswith("bias")][-1]]
     assert out_bias.detach().numpy()[[0, 3]] == pytest.approx([0.0, np.log(0.1 / 0.9)], abs=1e-5)
+
+
+# ------------------------------------------------------------------------- dev scores as training goes
+
+
+def test_dev_every_writes_progress_and_changes_nothing(trained, tiny_bert, tmp_path):
+    """--dev-every N scores dev mid-epoch into SAVE_FP.dev.jsonl (what tune.py prunes on); the run's predictions
+    are byte-identical to the same run without it, and the epochs' lines are metrics.json's history."""
+    data, out, _ = trained
+    run = tmp_path / "runs" / "tiny-cpu"
+    r = run_script(*train_args(data, run / "model", tiny_bert, "--epochs", "3", "--batch-size", "8",
+                               "--learning-rate", "1e-3", "--log-every", "5", "--precision", "fp32", "--dev-every", "7",
+                               "--metrics-file", run / "metrics.json", "--predictions-file", run / "predictions.tsv"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (run / "predictions.tsv").read_bytes() == (out / "predictions.tsv").read_bytes()
+    progress = files.read_progress(files.progress_path(run / "model"))
+    assert [p["global_step"] for p in progress] == [7, 14, 20, 27, 34, 40, 47, 54, 60]  # 20 steps an epoch
+    assert "epoch 1 step 7/20: dev macro F1" in r.stdout + r.stderr
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [p["dev_macro_f1"] for p in progress if p["step"] == 20] == [h["dev_macro_f1"] for h in history]
+    assert [p["global_step"] for p in files.read_progress(files.progress_path(out / "model"))] == [20, 40, 60]
