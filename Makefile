@@ -37,6 +37,13 @@ CPU_NOTE = make run: no GPU, so the CPU recipe: about 4 minutes on 2 cores (bert
 PAPER_ON_CPU = make run: warning: the paper's recipe on a CPU: $(RUN_EPOCHS) epochs of $(RUN_MODEL) take hours \
 	(BERT-base: about 28 minutes an epoch on 2 cores, an estimate from bench/RESULTS.md's throughput); \
 	RECIPE=cpu is the CPU recipe (minutes)
+# How a text is read (docs/own-data.md#long-texts); empty: bert_model.py's defaults (auto, truncate, 8, max)
+MAX_LENGTH  ?=
+LONG_TEXTS  ?=
+MAX_WINDOWS ?=
+POOLING     ?=
+LENGTH_ARGS = $(if $(MAX_LENGTH),--max-length $(MAX_LENGTH)) $(if $(LONG_TEXTS),--long-texts $(LONG_TEXTS)) \
+	$(if $(MAX_WINDOWS),--max-windows $(MAX_WINDOWS)) $(if $(POOLING),--pooling $(POOLING))
 # Anything else for bert_model.py (after the recipe's, so it wins), e.g. TRAIN_ARGS="--max-train-examples 2000"
 TRAIN_ARGS ?=
 
@@ -70,12 +77,12 @@ run: $(VENV)/.installed $(if $(DATA_FILE),prepare)
 	@$(if $(filter-out paper cpu,$(RECIPE)),$(error RECIPE=$(RECIPE): expected paper or cpu))
 	@$(if $(CUDA),true,echo "$(if $(filter cpu,$(RECIPE)),$(CPU_NOTE),$(PAPER_ON_CPU))")
 	$(if $(OWN_DATA),,$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR)))
-	$(PY) data_analysis.py $(DATA_DIR)
 	$(PY) download_transformer_model.py --transformer-model $(RUN_MODEL)
+	$(PY) data_analysis.py $(DATA_DIR) --tokenizer $(RUN_MODEL)
 	$(PY) bert_model.py $(DATA_DIR)/train.tsv $(DATA_DIR)/dev.tsv $(DATA_DIR)/test.tsv \
 		$(DATA_DIR)/emotions.txt $(OUT_DIR)/model --transformer-model $(RUN_MODEL) --epochs $(RUN_EPOCHS) \
 		--metrics-file $(OUT_DIR)/metrics.json --predictions-file $(OUT_DIR)/predictions.tsv \
-		$(CUDA) $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS)) $(TRAIN_ARGS)
+		$(CUDA) $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS)) $(LENGTH_ARGS) $(TRAIN_ARGS)
 
 .PHONY: sweep
 sweep: $(VENV)/.installed

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from multilabel import checkpoint, encoder, files, losses, report
+from multilabel import checkpoint, encoder, files, lengths, losses, report
 from multilabel.device import Env, all_ranks_finite, hardware, setup
 from multilabel.files import UserError
 
@@ -61,7 +61,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     seed_everything(args.seed)
     model, tokenizer, new = load_model(args, labels, env)
     checkpoint.check_room(save_fp, ckpt_path, model, env)
-    pad = tokenize(splits, tokenizer, args, env, labels)
+    pad, reading, length_report = tokenize(splits, tokenizer, model, args, env, labels)
     loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
     env.log(losses.describe(loss_info))
     state = training_state(args, env, model, new, splits["train"]["y"], data_sha256)
@@ -70,6 +70,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
         resume(state, resumable, ckpt_path, splits, args, env)
     stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
     state["progress"], state["started"] = files.progress_path(save_fp), started
+    state["reading"], state["lengths"] = reading, length_report
     if not resumable and env.master:
         state["progress"].unlink(missing_ok=True)  # a fresh run's evaluations start a fresh file
     stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
@@ -108,7 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "named: GoEmotions' masks " + " ".join(GOEMOTIONS_MASKS))
     p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
     p.add_argument("--epochs", type=int, default=4, help="the paper's 4")
-    p.add_argument("--max-length", type=int, default=50, help="tokens per text (the paper: 50)")
+    p.add_argument("--max-length", type=max_length, default="auto",
+                   help="tokens a text (a window with --long-texts windows); auto: the paper's 50 for GoEmotions' "
+                   "own data, else the training texts' 99th percentile rounded up to a multiple of 8, at most the "
+                   "model's limit; saved with the model, for predict.py")
+    p.add_argument("--long-texts", choices=lengths.LONG_TEXTS, default="truncate",
+                   help="a text over --max-length: cut it, keep its head and tail, or read it whole in windows whose "
+                   "logits are pooled (docs/own-data.md)")
+    p.add_argument("--stride", type=int, help="windows: tokens two consecutive windows share (default: a quarter)")
+    p.add_argument("--max-windows", type=int, default=8, help="windows: at most this many a text; the rest unread")
+    p.add_argument("--pooling", choices=lengths.POOLINGS, default="max", help="windows: how a text's windows' logits "
+                   "become its own (in training, the loss is taken on them)")
+    p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="pooled",
+                   help="windows in training: the loss on each document's pooled logits, or each window taught "
+                   "every label of its document (simpletransformers' sliding_window)")
     p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (not on biases, LayerNorm)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
@@ -141,12 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def max_length(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or auto, got {text!r}") from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = build_parser()
     args = p.parse_args(argv)
     if args.add_tokens == []:  # the flag alone
         args.add_tokens = list(GOEMOTIONS_MASKS)
     losses.check_options(args, p)
+    if args.compile and args.long_texts == "windows":
+        p.error("--compile needs batches of fixed shapes: not with --long-texts windows")
     return args
 
 
@@ -201,16 +226,56 @@ def load_model(args: argparse.Namespace, labels: list[str], env: Env) -> tuple:
     return model.to(env.device), tokenizer, new
 
 
-def tokenize(splits: dict[str, dict], tokenizer, args: argparse.Namespace, env: Env, labels: list[str]) -> int:
-    """Tokenize every split once, up front (batches are padded later, to their own longest text); the pad id."""
-    for s in splits.values():
-        s["input_ids"] = encoder.encode(tokenizer, s["texts"], args.max_length)
-        s["lengths"] = [len(x) for x in s["input_ids"]]
+def tokenize(splits: dict[str, dict], tokenizer, model, args: argparse.Namespace, env: Env,
+             labels: list[str]) -> tuple[int, lengths.Reading, dict]:
+    """Tokenize every split once, up front, read as --max-length and --long-texts say (batches are padded later, to
+    their own longest window); say how long the texts are and how much of them was not read. (pad id, how texts
+    are read, the length report for metrics.json)"""
+    counts = {name: lengths.token_counts(tokenizer, s["texts"]) for name, s in splits.items()}
+    reading = read_as(args, counts["train"], lengths.model_limit(tokenizer, model.config), labels)
+    report_, special = {}, sum(map(len, encoder.special_tokens(tokenizer)))
+    for name, s in splits.items():
+        s["encoded"] = encoder.encode(tokenizer, s["texts"], reading)
+        if name == "train" and args.window_labels == "each" and not s["encoded"].single():
+            s["y"], s["encoded"] = each_window_a_text(s["y"], s["encoded"])
+        report_[name] = {**lengths.summary(counts[name]), **lengths.cut_report(counts[name], reading, special)}
+        env.log(lengths.summary_line(name, report_[name]) + "; " + lengths.cut_line("read", report_[name]))
+        windows_of(s)
+    env.log(f"texts read as: {reading.describe()}")
     env.log(f"{len(labels)} labels ({args.taxonomy}); train {len(splits['train']['ids'])}, "
             f"dev {len(splits['dev']['ids'])}, test {len(splits['test']['ids'])} examples; model "
             f"{args.transformer_model}; device {env.device}, {env.precision}; {env.world} process(es) x batch "
             f"{args.batch_size}")
-    return encoder.pad_id(tokenizer)
+    return encoder.pad_id(tokenizer), reading, report_
+
+
+def read_as(args: argparse.Namespace, train_counts: list[int], limit: int | None, labels: list[str]) -> lengths.Reading:
+    """--max-length resolved (auto: the paper's 50 for GoEmotions' own data, else from the training texts)."""
+    length = args.max_length
+    if length == "auto":
+        goemotions = files.read_dataset(Path(args.labels).parent) is None and files.paper_taxonomy(labels)
+        length = lengths.GOEMOTIONS_LENGTH if goemotions else lengths.auto_length(train_counts, limit)
+    reading = lengths.Reading(length, args.long_texts, args.stride, args.max_windows, args.pooling)
+    lengths.check(reading, limit)
+    return reading
+
+
+def each_window_a_text(y: np.ndarray, enc: encoder.Encoded) -> tuple[np.ndarray, encoder.Encoded]:
+    """--window-labels each: every window a training example of its own, with all of its document's labels."""
+    n = len(enc.windows)
+    return y[enc.owner], encoder.Encoded(enc.windows, np.arange(n), [len(w) for w in enc.windows], [0] * n)
+
+
+def windows_of(split: dict) -> None:
+    """A split's windows by text: each text's length (its windows' tokens, to batch texts of a size together) and
+    width (its longest window, what its batch pads to)."""
+    enc = split["encoded"]
+    split["input_ids"] = enc.windows
+    split["width"] = [0] * enc.texts
+    split["lengths"] = [0] * enc.texts
+    for w, t in zip(enc.windows, enc.owner.tolist(), strict=True):
+        split["width"][t] = max(split["width"][t], len(w))
+        split["lengths"][t] += len(w)
 
 
 def steps_per_epoch(n_train: int, args: argparse.Namespace, env: Env) -> int:
@@ -272,7 +337,7 @@ def distributed(model, args: argparse.Namespace, env: Env):
 def resume(state: dict, ck: dict, ckpt_path: Path, splits: dict, args: argparse.Namespace, env: Env) -> None:
     checkpoint.restore(state, ck, ckpt_path, env)
     env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of "
-            f"{steps_per_epoch(len(splits['train']['ids']), args, env)}")
+            f"{steps_per_epoch(len(splits['train']['y']), args, env)}")
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -285,8 +350,8 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
     Returns None when done, or where it stopped on a signal (after writing the checkpoint)."""
     model, optimizer, scheduler, scaler = (state[k] for k in checkpoint.STATEFUL)
     train = on_device(splits["train"], pad, env.device)  # once: each batch is gathered there
-    steps = steps_per_epoch(len(splits["train"]["ids"]), args, env)
-    step_loss = training_loss(net, env, loss_fn, args.compile)
+    steps = steps_per_epoch(len(splits["train"]["y"]), args, env)
+    step_loss = training_loss(net, env, loss_fn, args.compile, args.pooling)
     model.train()
     tty = sys.stderr.isatty()
     for epoch in range(state["epoch"], args.epochs):
@@ -297,7 +362,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
         if not first:
             state["order"] = length_grouped_batches(splits["train"]["lengths"], args.batch_size * env.world,
                                                     args.seed + epoch)
-        batches = rank_batches(state["order"][first:], splits["train"]["lengths"], env.rank, args.batch_size,
+        batches = rank_batches(state["order"][first:], splits["train"]["width"], env.rank, args.batch_size,
                                args.compile, env.device)
         running, epoch_loss = torch.zeros((), device=env.device), torch.zeros((), device=env.device)
         n_logged = n_epoch = 0
@@ -305,8 +370,7 @@ def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, s
                   mininterval=0.5 if tty else 60, ascii=not tty) as bar:  # a log file gets a line a minute
             for step in range(first, steps):
                 rows, weights, width = batches[step - first]
-                ids, mask, y = train["ids"][rows, :width], train["mask"][rows, :width], train["y"][rows]
-                loss = step_loss(ids, mask, y, weights)
+                loss = step_loss(*batch_of(train, rows, width), train["y"][rows], weights)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -358,14 +422,35 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
 
 
 def on_device(split: dict, pad: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """The tokenized training split padded to its longest text, moved to the device once (tens of MB for
-    GoEmotions): a step gathers its batch there, with no collate, pinning or host-to-device copy."""
-    lengths = torch.tensor(split["lengths"])
-    ids = torch.full((len(lengths), int(lengths.max())), pad, dtype=torch.long)
-    for i, x in enumerate(split["input_ids"]):
+    """The tokenized training split's windows padded to the longest, moved to the device once (tens of MB for
+    GoEmotions): a step gathers its batch there, with no collate, pinning or host-to-device copy. Where texts have
+    several windows, `windows` lists each text's (-1 past its last)."""
+    enc = split["encoded"]
+    widths = torch.tensor([len(w) for w in enc.windows])
+    ids = torch.full((len(widths), int(widths.max())), pad, dtype=torch.long)
+    for i, x in enumerate(enc.windows):
         ids[i, :len(x)] = torch.tensor(x)
-    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    return {"ids": ids.to(device), "mask": mask.to(device), "y": torch.from_numpy(split["y"]).to(device)}
+    mask = (torch.arange(ids.shape[1])[None, :] < widths[:, None]).long()
+    out = {"ids": ids.to(device), "mask": mask.to(device), "y": torch.from_numpy(split["y"]).to(device)}
+    if not enc.single():
+        owner = torch.from_numpy(enc.owner)
+        first = torch.searchsorted(owner, torch.arange(enc.texts))
+        count = torch.bincount(owner, minlength=enc.texts)
+        k = torch.arange(int(count.max()))
+        out["windows"] = torch.where(k[None, :] < count[:, None], first[:, None] + k[None, :], -1).to(device)
+    return out
+
+
+def batch_of(train: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> tuple:
+    """A batch's input ids and attention mask, and, where texts have several windows, which text of the batch each
+    window is (the loss is taken on the texts' pooled logits)."""
+    if "windows" not in train:
+        return train["ids"][rows, :width], train["mask"][rows, :width], None
+    windows = train["windows"][rows]
+    valid = windows >= 0
+    owner = torch.arange(len(rows), device=rows.device)[:, None].expand_as(windows)[valid]
+    windows = windows[valid]
+    return train["ids"][windows, :width], train["mask"][windows, :width], owner
 
 
 def rank_batches(order: list[list[int]], lengths: list[int], rank: int, batch_size: int, static: bool,
@@ -395,14 +480,16 @@ def rank_batches(order: list[list[int]], lengths: list[int], rank: int, batch_si
 
 
 def training_loss(net: torch.nn.Module, env: Env, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  compile_it: bool) -> Callable[..., torch.Tensor]:
+                  compile_it: bool, pooling: str = "max") -> Callable[..., torch.Tensor]:
     """The forward and loss of one batch: the mean over its labels and its real rows (weight 1; padding rows weigh
     0), in fp32. --compile: torch.compile'd (CUDA graphs on one GPU; the default mode under DDP, where CUDA graphs
     are known to break, and on a CPU)."""
 
-    def step_loss(ids, mask, y, weights):
+    def step_loss(ids, mask, owner, y, weights):
         with torch.autocast(env.device.type, dtype=env.amp_dtype or torch.float32, enabled=env.amp_dtype is not None):
             logits = net(input_ids=ids, attention_mask=mask).logits
+        if owner is not None:  # a document's loss is on its windows' pooled logits
+            logits = encoder.pool(logits.float(), owner, len(y), pooling)
         per_row = loss_fn(logits.float(), y).mean(1)
         return (per_row * weights).sum() / weights.sum().clamp(min=1)
 
@@ -456,7 +543,7 @@ def dev_progress(state: dict, net, splits: dict, labels: list[str], pad: int, ep
     dev_probs = evaluate(net, splits["dev"], args, env, pad)
     dev_f1 = report.compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
     if env.master:
-        steps_per = steps_per_epoch(len(splits["train"]["ids"]), args, env)
+        steps_per = steps_per_epoch(len(splits["train"]["y"]), args, env)
         files.append_progress(state["progress"], {
             "epoch": epoch + 1, "step": done, "global_step": epoch * steps_per + done,
             "examples": (epoch * steps_per + done) * args.batch_size * env.world, "dev_macro_f1": dev_f1,
@@ -474,16 +561,18 @@ def save_checkpoint(state: dict, epoch: int, step: int, stopper: checkpoint.Stop
 
 
 def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> np.ndarray:
-    """Scores for a whole split; under DDP each rank scores its share of the batches and all assemble them."""
+    """Scores for a whole split, each text's windows pooled; under DDP each rank scores its share of the batches and
+    all assemble them."""
     model = net.module if env.world > 1 else net
-    scores = encoder.score(model, split["input_ids"], args.eval_batch_size, pad, env.device, env.amp_dtype,
-                           share=(env.rank, env.world))
+    enc = split["encoded"]
+    scores = encoder.window_logits(model, enc.windows, args.eval_batch_size, pad, env.device, env.amp_dtype,
+                                   share=(env.rank, env.world), sigmoid=enc.single())
     if env.world > 1:
         parts = [None] * env.world
         dist.all_gather_object(parts, scores)
         for part in parts:
             scores = np.where(np.isnan(scores), part, scores)
-    return scores
+    return scores if enc.single() else encoder.probabilities(scores, enc, args.pooling)
 
 
 # ---------------------------------------------------------------------------------------- test and report
@@ -516,10 +605,12 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
         "peak_gpu_mb": torch.cuda.max_memory_allocated(env.device) / 2**20 if args.cuda else None,
         "args": vars(args), "loss": loss_info, "command": command, "hardware": hardware(env),
         "total_time_s": time.time() - started, "data_sha256": state["data_sha256"],
+        "reading": state["reading"].settings(), "lengths": state["lengths"],
         # what compare_runs.py groups runs by: the options that can change a result but the seed, as declared in
         # files.NO_RESULT, without the parameters of losses not chosen
         "settings": {k: v for k, v in files.result_options(vars(args)).items()
-                     if k != "seed" and k not in losses.unused_options(vars(args))},
+                     if k != "seed" and k not in losses.unused_options(vars(args))}
+        | {"max_length": state["reading"].max_length},
     }
 
 
@@ -541,7 +632,7 @@ def save_everything(args: argparse.Namespace, env: Env, metrics: dict, test: dic
     averages = {k: {a: metrics[k][a] for a in ("macro", "micro", "weighted", "exact_match_accuracy")}
                 for k in ("dev", "test", "dev_tuned", "test_tuned")}
     settings = {"labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
-                "thresholds": metrics["thresholds"], "max_length": args.max_length, "args": vars(args),
+                "thresholds": metrics["thresholds"], **metrics["reading"], "args": vars(args),
                 "metrics": averages | {"best_epoch": metrics["best_epoch"]}}
     encoder.save(model, tokenizer, save_fp, settings, report.model_card(metrics, save_fp))
     ckpt_path.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import files
+from multilabel import files, lengths
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -106,6 +106,21 @@ def analyse(data_dir: Path) -> dict:
         for name, frame in frames.items()}}
 
 
+def token_lengths(data_dir: Path, n_labels: int, tokenizer: str) -> dict:
+    """{"tokenizer", "splits": {split: median, p95, p99, max, over_N}} in the model's tokens."""
+    tok = lengths.load_tokenizer(tokenizer)
+    texts = {name: files.read_split(data_dir / f"{name}.tsv", n_labels).texts for name in files.SPLITS}
+    return {"tokenizer": tokenizer, "splits": lengths.report(tok, texts)}
+
+
+def lengths_text(stats: dict) -> str:
+    if "lengths" not in stats:
+        return ""
+    found = stats["lengths"]
+    return (f"\nlengths in {found['tokenizer']}'s tokens (special tokens included):\n"
+            + "".join(lengths.summary_line(name, s) + "\n" for name, s in found["splits"].items()))
+
+
 # -----------------------------------------------------------------------------
 # Output formats
 
@@ -120,7 +135,7 @@ def format_text(stats: dict) -> str:
         parts.append(f"{name}: {split['samples']} samples\n\n"
                      f"{table.to_string(float_format='{:.2f}'.format)}\n\n"
                      f"{per_sample.to_string(float_format='{:.2f}'.format)}\n")
-    return "\n".join(parts)
+    return "\n".join(parts) + lengths_text(stats)
 
 
 def format_tsv(stats: dict) -> str:
@@ -132,6 +147,12 @@ def format_tsv(stats: dict) -> str:
             rows.append((name, "label", label, r["count"], r["percent_of_texts"], r["percent_with_other_label"]))
         for n, r in split["labels_per_sample"].iterrows():
             rows.append((name, "labels_per_sample", n, r["samples"], r["percent_of_samples"], None))
+    for name, found in stats.get("lengths", {}).get("splits", {}).items():
+        # median, p95, p99, max: tokens (rounded); over_N: texts over N tokens, and their percent
+        rows += [(name, "tokens", k, round(v), None, None) for k, v in found.items() if k in ("median", "p95", "p99",
+                                                                                             "max")]
+        rows += [(name, "tokens", k, round(v * found["texts"]), 100 * v, None) for k, v in found.items()
+                 if k.startswith("over_")]
     table = pd.DataFrame(rows, columns=["split", "kind", "name", "count", "percent", "percent_with_other_label"])
     table["count"] = table["count"].astype(int)
     return table.to_csv(sep="\t", index=False, float_format="%.4f", lineterminator="\n")
@@ -147,6 +168,8 @@ def format_json(stats: dict) -> str:
                        for label, r in split["labels"].iterrows()],
             "labels_per_sample": {str(n): int(r["samples"]) for n, r in split["labels_per_sample"].iterrows()},
         }
+    if "lengths" in stats:
+        out["lengths"] = stats["lengths"]
     return json.dumps(out, indent=2) + "\n"
 
 
@@ -166,7 +189,7 @@ def format_markdown(stats: dict) -> str:
         per_sample = split["labels_per_sample"].rename(columns={"percent_of_samples": "% of samples"})
         parts.append(f"### {name}: {split['samples']} samples\n\n{markdown_table(table)}\n\n"
                      f"{markdown_table(per_sample)}\n")
-    return "\n".join(parts)
+    return "\n".join(parts) + lengths_text(stats)
 
 
 FORMATTERS = {"text": format_text, "tsv": format_tsv, "json": format_json, "markdown": format_markdown}
@@ -222,12 +245,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder with train.tsv, dev.tsv, test.tsv and emotions.txt (default: ./data)")
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (atomically), not stdout")
+    parser.add_argument("--tokenizer", metavar="MODEL",
+                        help="also report the texts' lengths in this model's tokens (a folder, or a name in the "
+                        "Hugging Face cache): median, p95, p99, max, and the share over 50, 128, 256 and 512")
     parser.add_argument("--plot", type=Path, metavar="DIR",
                         help="also write PNG charts to DIR: label_frequency.png, cooccurrence_<split>.png")
     args = parser.parse_args(argv)
 
     try:
         stats = analyse(args.data_dir)
+        if args.tokenizer:
+            stats["lengths"] = token_lengths(args.data_dir, len(stats["labels"]), args.tokenizer)
         report = FORMATTERS[args.format](stats)
         if args.output is None:
             sys.stdout.write(report)

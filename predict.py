@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import encoder, files, tables
+from multilabel import encoder, files, lengths, tables
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.files import UserError
 
@@ -53,6 +53,7 @@ class Row:
     id: str         # the id column, or the line number where there is none
     text: str
     error: str = ""  # why it is not scored; empty when it is
+    note: str = ""   # scored, but not all of it read (a text longer than --max-windows windows)
 
 
 # ------------------------------------------------------------------------------------ reading the input
@@ -177,7 +178,7 @@ def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresho
             top = sorted(range(len(labels)), key=lambda j: -values[j])[:top_k] if top_k else []
             i += 1
         if fmt == "jsonl":
-            obj = {"id": row.id, "line": row.line, "predicted": predicted, "error": row.error}
+            obj = {"id": row.id, "line": row.line, "predicted": predicted, "error": row.error or row.note}
             if top_k:
                 obj["top"] = [[labels[j], values[j]] for j in top]
             else:
@@ -188,13 +189,24 @@ def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresho
             best = ", ".join(f"{labels[j]} {values[j]:.2f}" for j in top) if not row.error else f"({row.error})"
             out.append(f"{short:<60}  {','.join(predicted) or '-':<28}  {best}\n")
         else:
-            cells = [row.id, str(row.line), ",".join(predicted), row.error]
+            cells = [row.id, str(row.line), ",".join(predicted), row.error or row.note]
             if top_k:
                 cells += [x for j in top for x in (labels[j], f"{values[j]:.6f}")] or [""] * (2 * top_k)
             else:
                 cells += [f"{v:.6f}" for v in values] or [""] * len(labels)
             table.append(cells)
     return "".join(out) if fmt in ("jsonl", "table") else delimited(table, fmt)
+
+
+def note_capped(chunk: list[Row], encoded: encoder.Encoded, reading: lengths.Reading) -> None:
+    """A text read in windows but longer than --max-windows of them is scored on what was read, and its row says so
+    (in the error column; its scores are there)."""
+    if reading.long_texts != "windows":
+        return
+    scored = iter(encoded.capped)
+    for row in chunk:
+        if not row.error and (unread := next(scored)):
+            row.note = f"long text: read its first {reading.max_windows} windows, {unread} tokens unread"
 
 
 def kind_of(error: str) -> str:
@@ -213,6 +225,7 @@ class Counts:
     def __init__(self, state: dict | None = None) -> None:
         state = state or {}
         self.rows, self.scored = state.get("rows", 0), state.get("scored", 0)
+        self.read_in_part: dict = state.get("read_in_part", {"count": 0, "first_lines": []})
         self.bad: dict[str, dict] = state.get("bad", {})
 
     def add(self, rows: list[Row]) -> None:
@@ -220,6 +233,9 @@ class Counts:
             self.rows += 1
             if not row.error:
                 self.scored += 1
+                if row.note:
+                    self.read_in_part["count"] += 1
+                    self.read_in_part["first_lines"] += [row.line][:5 - len(self.read_in_part["first_lines"])]
                 continue
             kind = self.bad.setdefault(kind_of(row.error), {"count": 0, "first_lines": []})
             kind["count"] += 1
@@ -227,7 +243,7 @@ class Counts:
                 kind["first_lines"].append(row.line)
 
     def state(self) -> dict:
-        return {"rows": self.rows, "scored": self.scored, "bad": self.bad}
+        return {"rows": self.rows, "scored": self.scored, "bad": self.bad, "read_in_part": self.read_in_part}
 
     def summary(self) -> str:
         bad = self.rows - self.scored
@@ -235,6 +251,9 @@ class Counts:
         for kind, v in self.bad.items():
             lines = ", ".join(map(str, v["first_lines"])) + (", ..." if v["count"] > len(v["first_lines"]) else "")
             text += f"; {kind}: {v['count']} (line{'s' if v['count'] > 1 else ''} {lines})"
+        if n := self.read_in_part["count"]:
+            lines = ", ".join(map(str, self.read_in_part["first_lines"])) + (", ..." if n > 5 else "")
+            text += f"; {n} longer than --max-windows windows, scored on their first windows (lines {lines})"
         return text
 
 
@@ -347,6 +366,9 @@ def merge(path: Path) -> str:
             mine = counts.bad.setdefault(kind, {"count": 0, "first_lines": []})
             mine["count"] += v["count"]
             mine["first_lines"] = (mine["first_lines"] + v["first_lines"])[:5]
+        part = meta.get("read_in_part", {"count": 0, "first_lines": []})
+        counts.read_in_part["count"] += part["count"]
+        counts.read_in_part["first_lines"] = (counts.read_in_part["first_lines"] + part["first_lines"])[:5]
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
@@ -529,6 +551,7 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     labels, thresholds = settings["labels"], thresholds_for(args.threshold, settings, args.model)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     top_k = min(top_k, len(labels))  # --top-k beyond the labels: every label, ranked
+    reading = lengths.Reading.of(settings)
 
     def rows() -> Iterator[Row]:
         if args.texts:
@@ -554,8 +577,10 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     counts = out.counts if out else Counts()
     progress = Progress(total, counts.rows)
     for chunk in islice(chunks(rows(), args.chunk_size), first + (out.chunks_done if out else 0), end):
-        encoded = encoder.encode(tokenizer, [r.text for r in chunk if not r.error], int(settings["max_length"]))
-        scores = encoder.score(scorer, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp)
+        encoded = encoder.encode(tokenizer, [r.text for r in chunk if not r.error], reading)
+        scores = encoder.score(scorer, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
+                               reading.pooling)
+        note_capped(chunk, encoded, reading)
         text = format_chunk(chunk, scores, labels, thresholds, top_k, fmt, args.at_least_one)
         if out:
             out.write(text, chunk)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import files, tables
+from multilabel import files, lengths, tables
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -39,6 +39,7 @@ from multilabel.files import UserError
 
 FORMATS = {k: v for k, v in tables.TABLE_FORMATS.items() if v != "lines"}  # a file of lines has no labels
 SPLITS = files.SPLITS
+DEFAULT_TOKENIZER = "bert-base-uncased"  # bert_model.py's default model
 SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", files.LABELS_FILE)
 MIN_IN_EVERY_SPLIT = 3  # a made split gives every label with at least this many examples a place in all three
@@ -368,6 +369,8 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     counts = counts_per_split(y, splits, labels)
     print(count_table(counts, labels))
     warn_missing_labels(labels, y, counts)
+    print_lengths(args.tokenizer, {name: [ex.texts[i] for i in np.flatnonzero(splits == s)]
+                                   for s, name in enumerate(SPLITS)})
     contents = {f"{name}.tsv": files.split_text([ex.texts[i] for i in rows], [np.flatnonzero(y[i]) for i in rows],
                                                 [ex.ids[i] for i in rows])
                 for s, name in enumerate(SPLITS) for rows in [np.flatnonzero(splits == s)]}
@@ -388,6 +391,22 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     print(f"prepare_data.py: {what} {out_dir}: {len(labels)} labels; train {n['train']}, dev {n['dev']}, test "
           f"{n['test']} examples ({sum(counts[s]['without_label'] for s in SPLITS)} without a label)", file=sys.stderr)
     return 0
+
+
+def print_lengths(tokenizer: str, texts: dict[str, list[str]]) -> None:
+    """How long the texts are in the tokens of the model they will be trained with (bert_model.py reads
+    --max-length of them; `auto` chooses from the training split's): a note, not an error, where the default
+    model's tokenizer is not at hand."""
+    try:
+        tok = lengths.load_tokenizer(tokenizer)
+    except UserError as e:
+        if tokenizer != DEFAULT_TOKENIZER:
+            raise
+        print(f"prepare_data.py: lengths in tokens not reported: {e} (--tokenizer MODEL)", file=sys.stderr)
+        return
+    print(f"lengths in {tokenizer}'s tokens (special tokens included):")
+    for name, found in lengths.report(tok, texts).items():
+        print(lengths.summary_line(name, found))
 
 
 def choose_labels(ex: Examples, known: list[str] | None, min_count: int) -> tuple[list[str], np.ndarray, dict]:
@@ -490,6 +509,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "DEV", "TEST"), default=[0.8, 0.1, 0.1],
                    help="fractions for a made, stratified split of one input file")
     p.add_argument("--seed", type=int, default=42, help="of the made split")
+    p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, metavar="MODEL",
+                   help="report the texts' lengths in this model's tokens: the one you will train (a folder, or a "
+                   "name in the Hugging Face cache; default %(default)s)")
     p.add_argument("--name", help="the dataset's name (model cards use it); default: the input file's stem")
     args = p.parse_intermixed_args(argv)  # INPUT and OUT_DIR may come before, between or after the options
     files = [args.train, args.dev, args.test]

@@ -51,11 +51,14 @@ num() { [[ ${!1} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || die "$1
 check() {  # NAME: die unless the setting's value is valid (also used for every cell of a sweep file)
     case $1 in
         EPOCHS|BATCH_SIZE) int "$1" 1 ;;
-        MAX_LENGTH) int "$1" 8 ;;
+        MAX_LENGTH) [ "$MAX_LENGTH" = auto ] || int "$1" 8 ;;
+        MAX_WINDOWS) int "$1" 1 ;;
         SEED|CHECKPOINT_EVERY) int "$1" 0 ;;
         LEARNING_RATE|THRESHOLD|CHECKPOINT_MINUTES) num "$1" ;;
         TAXONOMY) case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac ;;
         PRECISION) case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac ;;
+        LONG_TEXTS) case $LONG_TEXTS in truncate|head-tail|windows) ;; *) die "LONG_TEXTS=$LONG_TEXTS: use truncate, head-tail or windows";; esac ;;
+        POOLING) case $POOLING in max|logsumexp|mean) ;; *) die "POOLING=$POOLING: use max, logsumexp or mean";; esac ;;
         LOSS) case $LOSS in bce|weighted-bce|focal|asl) ;; *) die "LOSS=$LOSS: use bce, weighted-bce, focal or asl";; esac ;;
     esac
 }
@@ -92,8 +95,8 @@ under_g() { if [ -n "$G" ]; then echo "$G/$1"; fi; }
 # a setting with no column, leaves the -v value or the default. Every line is checked before any
 # training; DRY_RUN=1 outside an array job prints every task's command. See docs/experiments.md.
 SWEEP=${SWEEP:-}
-SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH SEED THRESHOLD TAXONOMY LOSS PRECISION
-                 CHECKPOINT_MINUTES CHECKPOINT_EVERY EXTRA_ARGS "
+SWEEP_SETTINGS=" MODEL RUN_NAME EPOCHS BATCH_SIZE LEARNING_RATE MAX_LENGTH LONG_TEXTS MAX_WINDOWS POOLING SEED THRESHOLD
+                 TAXONOMY LOSS PRECISION CHECKPOINT_MINUTES CHECKPOINT_EVERY EXTRA_ARGS "
 cells() {  # LINE: split at tabs into CELLS, keeping empty cells (read -a would merge them)
     local rest=$1; CELLS=()
     while [[ $rest == *$'\t'* ]]; do CELLS+=("${rest%%$'\t'*}"); rest=${rest#*$'\t'}; done
@@ -165,7 +168,10 @@ PLOT_FILE=${PLOT_FILE-${SAVE_FP:+$SAVE_FP.png}}       # empty: no plot
 EPOCHS=${EPOCHS:-4}
 BATCH_SIZE=${BATCH_SIZE:-16}                          # per GPU
 LEARNING_RATE=${LEARNING_RATE:-5e-5}
-MAX_LENGTH=${MAX_LENGTH:-50}
+MAX_LENGTH=${MAX_LENGTH:-auto}                        # auto: GoEmotions' 50, else from your training texts
+LONG_TEXTS=${LONG_TEXTS:-truncate}                    # truncate | head-tail | windows (docs/own-data.md)
+MAX_WINDOWS=${MAX_WINDOWS:-8}                         # windows: at most this many a text
+POOLING=${POOLING:-max}                               # windows: max | logsumexp | mean
 SEED=${SEED:-$DEFAULT_SEED}                          # see the seeds above
 THRESHOLD=${THRESHOLD:-0.3}
 TAXONOMY=${TAXONOMY:-original}                        # original | ekman | sentiment
@@ -194,8 +200,8 @@ export HF_HUB_CACHE HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=f
 
 # ------------------------------------------------------------------ check the settings
 for v in DATA_DIR SAVE_FP; do need $v; done
-for v in EPOCHS BATCH_SIZE MAX_LENGTH SEED CHECKPOINT_EVERY LEARNING_RATE THRESHOLD CHECKPOINT_MINUTES TAXONOMY LOSS \
-         PRECISION; do
+for v in EPOCHS BATCH_SIZE MAX_LENGTH LONG_TEXTS MAX_WINDOWS POOLING SEED CHECKPOINT_EVERY LEARNING_RATE THRESHOLD \
+         CHECKPOINT_MINUTES TAXONOMY LOSS PRECISION; do
     check $v
 done
 case $DEVICE in cuda) DEVICE_FLAG=(--cuda) ;; cpu) DEVICE_FLAG=() ;; *) die "DEVICE=$DEVICE: use cuda or cpu";; esac
@@ -272,7 +278,8 @@ fi
 read -r -a EXTRA <<< "$EXTRA_ARGS"
 CMD=("${LAUNCH[@]}" "$CODE_DIR/bert_model.py" "$DATA_DIR/train.tsv" "$DATA_DIR/dev.tsv" "$DATA_DIR/test.tsv"
      "$DATA_DIR/emotions.txt" "$SAVE_FP" --transformer-model "$MODEL" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
-     --learning-rate "$LEARNING_RATE" --max-length "$MAX_LENGTH" --seed "$SEED" --threshold "$THRESHOLD"
+     --learning-rate "$LEARNING_RATE" --max-length "$MAX_LENGTH" --long-texts "$LONG_TEXTS"
+     --max-windows "$MAX_WINDOWS" --pooling "$POOLING" --seed "$SEED" --threshold "$THRESHOLD"
      --taxonomy "$TAXONOMY" --loss "$LOSS" --precision "$PRECISION" --checkpoint-every "$CHECKPOINT_EVERY"
      --checkpoint-minutes "$CHECKPOINT_MINUTES" --resume
      --metrics-file "$METRICS_FILE" --predictions-file "$PREDICTIONS_FILE" ${PLOT_FILE:+--plot-file "$PLOT_FILE"}

@@ -13,16 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from multilabel import files
+from multilabel import files, lengths
 from multilabel.files import UserError
 
 ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, inside the model folder
@@ -164,9 +166,68 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text, cut at max_length; padding comes later, per batch."""
-    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+@dataclass
+class Encoded:
+    """Texts as the model reads them: the windows (token ids, special tokens included) of every text, a text's
+    windows consecutive; which text each window belongs to; and how many tokens each text had and lost."""
+    windows: list[list[int]]
+    owner: np.ndarray         # window -> text
+    tokens: list[int]         # each text's whole length in tokens, special tokens included
+    capped: list[int]         # tokens of each text left unread (beyond --max-windows, or cut)
+
+    @property
+    def texts(self) -> int:
+        return len(self.tokens)
+
+    def single(self) -> bool:
+        """Every text is one window: scores are the windows' own."""
+        return len(self.windows) == len(self.tokens)
+
+
+def encode(tokenizer, texts: list[str], reading: lengths.Reading | int) -> Encoded:
+    """Each text tokenized whole and read as `reading` says (a plain int: truncation at that many tokens). A text
+    within max_length is one window, the same token ids as the tokenizer's own truncation would give; padding comes
+    later, per batch."""
+    if isinstance(reading, int):
+        reading = lengths.Reading(reading)
+    before, after = special_tokens(tokenizer)
+    special = len(before) + len(after)
+    room = reading.max_length - special
+    needed = reading.tokens_needed(room)
+    cap = needed * lengths.CHARS_PER_TOKEN
+    heads = [t[:cap] + " " + t[-cap:] if reading.long_texts == "head-tail" and len(t) > 2 * cap else t[:cap]
+             for t in texts]
+    with quiet_transformers():  # "Token indices sequence length is longer than ...": we know
+        pieces = tokenizer(heads, add_special_tokens=False, truncation=False)["input_ids"] if texts else []
+    windows, owner, tokens, capped = [], [], [], []
+    for i, (text, ids) in enumerate(zip(texts, pieces, strict=True)):
+        whole = len(ids) if len(text) <= cap else max(len(ids), needed + 1)  # cut at `cap` characters: over anyway
+        parts = read(ids, room, reading)
+        windows += [before + part + after for part in parts]
+        owner += [i] * len(parts)
+        tokens.append(whole + special)
+        capped.append(max(whole - needed, 0))
+    return Encoded(windows, np.asarray(owner, dtype=np.int64), tokens, capped)
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS] and [SEP] for BERT)."""
+    inner = tokenizer("a", add_special_tokens=False)["input_ids"]
+    whole = tokenizer("a")["input_ids"]
+    at = next(i for i in range(len(whole)) if whole[i:i + len(inner)] == inner)
+    return whole[:at], whole[at + len(inner):]
+
+
+def read(ids: list[int], room: int, reading: lengths.Reading) -> list[list[int]]:
+    """The parts of one text's tokens that the model reads (special tokens not yet added)."""
+    if len(ids) <= room or reading.long_texts == "truncate":
+        return [ids[:room]]
+    if reading.long_texts == "head-tail":
+        head = room // 4
+        return [ids[:head] + ids[len(ids) - (room - head):]]
+    step = room - reading.overlap(room)
+    count = min(1 + math.ceil((len(ids) - room) / step), reading.max_windows)
+    return [ids[k * step:k * step + room] for k in range(count)]
 
 
 def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -187,29 +248,67 @@ def pad(encoded: list[list[int]], idx: list[int], pad_token: int) -> tuple[np.nd
 
 
 @torch.no_grad()
-def score(model, encoded: list[list[int]], batch_size: int, pad_token: int, device: torch.device | None = None,
-          amp_dtype: torch.dtype | None = None, share: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Sigmoid scores (texts x labels, float32) in the texts' order, in batches sorted by length. model: a PyTorch
-    model (put in eval mode for this, and back after) or an ONNX Runtime session. share (k, n): score only every
-    n-th batch from the k-th (one process of n under torchrun); the other rows stay NaN."""
+def window_logits(model, windows: list[list[int]], batch_size: int, pad_token: int,
+                  device: torch.device | None = None, amp_dtype: torch.dtype | None = None,
+                  share: tuple[int, int] = (0, 1), sigmoid: bool = False) -> np.ndarray:
+    """Logits (windows x labels, float32; with sigmoid, their scores) in the windows' order, in batches sorted by
+    length, whatever text each window belongs to. model: a PyTorch model (put in eval mode for this, and back
+    after) or an ONNX Runtime session. share (k, n): score only every n-th batch from the k-th (one process of n
+    under torchrun); the other rows stay NaN."""
     device = device or torch.device("cpu")
     onnx = hasattr(model, "run")
     was_training = not onnx and model.training
     if not onnx:
         model.eval()
-    out = np.full((len(encoded), num_labels(model)), np.nan, dtype=np.float32)
-    for idx in sorted_batches([len(x) for x in encoded], batch_size)[share[0]::share[1]]:
-        ids, mask = pad(encoded, idx, pad_token)
+    out = np.full((len(windows), num_labels(model)), np.nan, dtype=np.float32)
+    for idx in sorted_batches([len(x) for x in windows], batch_size)[share[0]::share[1]]:
+        ids, mask = pad(windows, idx, pad_token)
         if onnx:
             logits = torch.from_numpy(model.run(None, {"input_ids": ids, "attention_mask": mask})[0])
         else:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(input_ids=torch.from_numpy(ids).to(device, non_blocking=True),
                                attention_mask=torch.from_numpy(mask).to(device, non_blocking=True)).logits
-        out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+        out[idx] = (torch.sigmoid(logits.float()) if sigmoid else logits.float()).cpu().numpy()
     if was_training:
         model.train()
     return out
+
+
+def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, pooling: str) -> torch.Tensor:
+    """Each text's logits from its windows' (texts x labels): max, mean, or log-sum-exp (a smooth max, at most
+    log(windows) above it). A text of one window keeps that window's logits exactly. Differentiable: training
+    takes the loss on these."""
+    if len(owner) == texts:
+        return logits
+    index = owner[:, None].expand_as(logits)
+    top = torch.full((texts, logits.shape[1]), -torch.inf, dtype=logits.dtype, device=logits.device)
+    top = top.scatter_reduce(0, index, logits, "amax", include_self=True)
+    if pooling == "max":
+        return top
+    if pooling == "mean":
+        zeros = torch.zeros_like(top)
+        return zeros.scatter_reduce(0, index, logits, "mean", include_self=False)
+    shift = top.detach()
+    total = torch.zeros_like(top).index_add(0, owner, torch.exp(logits - shift[owner]))
+    return shift + torch.log(total)
+
+
+def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token: int,
+          device: torch.device | None = None, amp_dtype: torch.dtype | None = None, pooling: str = "max",
+          share: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Sigmoid scores (texts x labels, float32) in the texts' order: every window scored (window_logits), pooled
+    per text. (A plain list: one window a text.) With share, a text with a window not scored here is NaN."""
+    windows = encoded.windows if isinstance(encoded, Encoded) else encoded
+    if not isinstance(encoded, Encoded) or encoded.single():  # the scores of the windows themselves
+        return window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=True)
+    logits = window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share)
+    return probabilities(logits, encoded, pooling)
+
+
+def probabilities(logits: np.ndarray, encoded: Encoded, pooling: str) -> np.ndarray:
+    pooled = pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), encoded.texts, pooling)
+    return torch.sigmoid(pooled).numpy()
 
 
 def num_labels(model) -> int:

@@ -72,8 +72,9 @@ def minilm_dir() -> Path | None:
 
 
 
-def make_tiny_bert(out: Path, tokenizer_dir: Path, seed: int = 0, dropout: float = 0.1) -> Path:
-    """Save a tiny random BERT (2 layers, width 32) with a real uncased WordPiece tokenizer."""
+def make_tiny_bert(out: Path, tokenizer_dir: Path, seed: int = 0, dropout: float = 0.1, positions: int = 128) -> Path:
+    """Save a tiny random BERT (2 layers, width 32, `positions` tokens at most) with a real uncased WordPiece
+    tokenizer."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -85,7 +86,7 @@ def make_tiny_bert(out: Path, tokenizer_dir: Path, seed: int = 0, dropout: float
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=128,
+        max_position_embeddings=positions,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )

@@ -36,7 +36,8 @@ SHA256 = {
 # Settings a developer's shell might carry that would change what the jobs do.
 JOB_VARS = ("global_storage", "CODE_DIR", "CONDA_ENV", "CONDA_MODULE", "PYTHON", "DATA_DIR", "DATA_MIRROR", "MODEL",
             "MODEL_DIR", "RUN_NAME", "SAVE_FP", "METRICS_FILE", "PREDICTIONS_FILE", "PLOT_FILE", "EPOCHS",
-            "BATCH_SIZE", "LEARNING_RATE", "MAX_LENGTH", "SEED", "THRESHOLD", "TAXONOMY", "LOSS", "PRECISION",
+            "BATCH_SIZE", "LEARNING_RATE", "MAX_LENGTH", "LONG_TEXTS", "MAX_WINDOWS", "POOLING", "SEED", "THRESHOLD",
+            "TAXONOMY", "LOSS", "PRECISION",
             "CHECKPOINT_EVERY", "CHECKPOINT_MINUTES", "DEVICE", "EXTRA_ARGS", "DRY_RUN", "NGPUS", "HF_HOME",
             "HF_HUB_CACHE",
             "TRANSFORMERS_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "JOB_ID", "SGE_O_WORKDIR", "ENV_FILE",
@@ -115,7 +116,8 @@ def test_training_job_defaults_are_the_hec_paths_and_the_paper_settings(hec: Pat
     cmd, data, save = command_of(r.stdout), hec / "data" / "go-emotions", hec / "models" / "go-emotions"
     assert cmd.startswith(f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv "
                           f"{data}/emotions.txt {save}/bert-base-uncased --transformer-model bert-base-uncased "
-                          "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length 50 --seed 42 --threshold 0.3 "
+                          "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length auto --long-texts truncate "
+                          "--max-windows 8 --pooling max --seed 42 --threshold 0.3 "
                           "--taxonomy original --loss bce --precision auto --checkpoint-every 0 "
                           "--checkpoint-minutes 10 --resume ")
     assert (f"--metrics-file {save}/bert-base-uncased.metrics.json --predictions-file "
@@ -128,7 +130,8 @@ def test_every_training_setting_can_be_overridden(hec: Path, tmp_path: Path):
     r = job("run_transformer_model.com", global_storage=hec, PYTHON=VENV_PYTHON, DRY_RUN=1, CONDA_MODULE="",
             DATA_DIR=data, MODEL="roberta-base", SAVE_FP=tmp_path / "m" / "rb", METRICS_FILE=tmp_path / "met.json",
             PREDICTIONS_FILE=tmp_path / "pred.tsv", PLOT_FILE="", EPOCHS=2, BATCH_SIZE=32, LEARNING_RATE="3e-5",
-            MAX_LENGTH=64, SEED=7, THRESHOLD=0.25, TAXONOMY="ekman", LOSS="focal", PRECISION="fp16", CHECKPOINT_EVERY=0,
+            MAX_LENGTH=64, LONG_TEXTS="windows", MAX_WINDOWS=4, POOLING="logsumexp", SEED=7, THRESHOLD=0.25,
+            TAXONOMY="ekman", LOSS="focal", PRECISION="fp16", CHECKPOINT_EVERY=0,
             CHECKPOINT_MINUTES=2.5,
             DEVICE="cpu", EXTRA_ARGS="--max-train-examples 64 --log-every 5", HF_HUB_CACHE=tmp_path / "cache",
             HF_HUB_OFFLINE=0)
@@ -137,7 +140,8 @@ def test_every_training_setting_can_be_overridden(hec: Path, tmp_path: Path):
     assert command_of(r.stdout) == (
         f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv {data}/emotions.txt "
         f"{tmp_path}/m/rb --transformer-model roberta-base --epochs 2 --batch-size 32 --learning-rate 3e-5 "
-        "--max-length 64 --seed 7 --threshold 0.25 --taxonomy ekman --loss focal --precision fp16 --checkpoint-every 0 "
+        "--max-length 64 --long-texts windows --max-windows 4 --pooling logsumexp --seed 7 --threshold 0.25 "
+        "--taxonomy ekman --loss focal --precision fp16 --checkpoint-every 0 "
         "--checkpoint-minutes 2.5 --resume "
         f"--metrics-file {tmp_path}/met.json --predictions-file {tmp_path}/pred.tsv --max-train-examples 64 "
         "--log-every 5 ")

@@ -1,0 +1,165 @@
+"""Long texts, constructed: documents made of several GoEmotions comments (labels: the union of theirs), so that the
+labels of the comments late in a document are out of reach of truncation. Trains every way of reading them, with
+seeds, and puts the runs side by side with compare_runs.py.
+
+    python bench/long_texts.py OUT_DIR --model MINILM_DIR [--data ../shared/data/goemotions] [--seeds 1 2 3] [--jobs 2]
+
+OUT_DIR/data: the documents (train, dev and test from GoEmotions' own splits, each comment used once).
+OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again).
+OUT_DIR/table.md: compare_runs.py's table; then each variant against truncation, paired bootstrap on test.
+OUT_DIR/short.txt: windows cost nothing on short texts: a model trained with windows scores GoEmotions' own test
+split (no text over the window) byte-identically read in windows and truncated.
+OUT_DIR/speed.txt: predict.py on the test documents: texts/s and peak memory, windows against truncation.
+Each run is one process with 1 thread (OMP_NUM_THREADS=1), `--jobs` at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multilabel import files  # noqa: E402
+
+WINDOW = 64  # tokens: a document of 8 comments is about 150 of MiniLM's tokens, so truncation reads ~3 of its 8
+VARIANTS = {
+    "truncate": ["--max-length", str(WINDOW)],
+    "head-tail": ["--max-length", str(WINDOW), "--long-texts", "head-tail"],
+    "windows-max": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max"],
+    "windows-logsumexp": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "logsumexp"],
+    "windows-mean": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "mean"],
+    "windows-each": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
+                     "--window-labels", "each"],
+    "truncate-256": ["--max-length", "256"],  # reads every document whole: the ceiling
+}
+RECIPE = ["--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-4", "--head-learning-rate", "3e-3",
+          "--init-bias-from-prior"]
+
+
+def make_documents(src: Path, out: Path, docs: dict[str, int], per_doc: int, seed: int) -> None:
+    """docs[split] documents of `per_doc` comments of that split each, in a random order."""
+    labels = files.read_labels(src / "emotions.txt")
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in docs.items():
+        s = files.read_split(src / f"{split}.tsv", len(labels))
+        order = list(range(len(s.texts)))
+        random.Random(seed).shuffle(order)
+        texts, ids, label_ids = [], [], []
+        for d in range(n):
+            part = order[d * per_doc:(d + 1) * per_doc]
+            texts.append(" ".join(s.texts[i] for i in part))
+            label_ids.append(tuple(sorted({j for i in part for j in s.labels[i]})))
+            ids.append(f"{split}-doc{d}")
+        files.atomic_write(out / f"{split}.tsv", files.split_text(texts, label_ids, ids))
+    files.atomic_write(out / "emotions.txt", files.labels_text(labels))
+
+
+def train(data: Path, run: Path, model: str, variant: str, seed: int) -> str:
+    if (run / "metrics.json").exists():
+        return f"{run.name}: done before"
+    cmd = [sys.executable, str(ROOT / "bert_model.py"), *(str(data / f"{s}.tsv") for s in files.SPLITS),
+           str(data / "emotions.txt"), str(run / "model"), "--transformer-model", model, *RECIPE,
+           *VARIANTS[variant], "--seed", str(seed), "--metrics-file", str(run / "metrics.json"),
+           "--predictions-file", str(run / "predictions.tsv"), "--log-every", "1000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    (run.parent / f"{run.name}.log").write_text(r.stdout + r.stderr)
+    if r.returncode:
+        return f"{run.name}: FAILED ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode})"
+    f1 = json.loads((run / "metrics.json").read_text())["test"]["macro"]["f1"]
+    return f"{run.name}: test macro F1 {f1:.4f} in {time.time() - t:.0f} s"
+
+
+def compare(out: Path) -> None:
+    runs = out / "runs"
+    table = subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--format", "markdown"],
+                           capture_output=True, text=True, check=True).stdout
+    groups = json.loads(subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--format",
+                                        "json"], capture_output=True, text=True, check=True).stdout)
+    lines = [table, "", "Each against truncation at the window (test macro F1 difference, paired bootstrap):", ""]
+    by_variant = {}
+    for g in groups["groups"]:
+        name = Path(g["runs"][0]["path"]).parent.name.rsplit("-seed", 1)[0]
+        by_variant[name] = g["id"]
+    for name, gid in by_variant.items():
+        if name != "truncate" and "truncate" in by_variant:
+            r = subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--compare", gid,
+                                by_variant["truncate"]], capture_output=True, text=True)
+            lines.append(f"- {name} minus truncate: " + (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1])
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def predict(model: Path, data: Path, output: Path, settings: dict | None = None) -> tuple[float, float]:
+    """predict.py on data's test split with `model` (its goemotions.json changed by `settings`, in a copy):
+    (texts/s as predict.py reports, peak RSS MiB of the process)."""
+    if settings:
+        import shutil
+        copy = output.with_suffix(".model")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(model, copy)
+        saved = json.loads((copy / files.MODEL_SETTINGS).read_text())
+        (copy / files.MODEL_SETTINGS).write_text(json.dumps({**saved, **settings}))
+        model = copy
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = ["/usr/bin/time", "-f", "maxrss %M", sys.executable, str(ROOT / "predict.py"), str(model), "--input",
+           str(data / "test.tsv"), "--output", str(output)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    rate = float(r.stderr.split(" texts/s")[0].rsplit(";", 1)[-1])
+    rss = float(r.stderr.rsplit("maxrss ", 1)[1].split()[0]) / 1024
+    return rate, rss
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path)
+    p.add_argument("--model", required=True, help="the encoder (e.g. MiniLM's folder)")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "goemotions")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--docs", type=int, nargs=3, default=[1200, 300, 600], metavar=("TRAIN", "DEV", "TEST"))
+    p.add_argument("--per-doc", type=int, default=8, help="comments a document")
+    p.add_argument("--jobs", type=int, default=2)
+    args = p.parse_args(argv)
+    data = args.out / "data"
+    make_documents(args.data, data, dict(zip(files.SPLITS, args.docs, strict=True)), args.per_doc, seed=0)
+    todo = [(v, s) for s in args.seeds for v in args.variants]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(lambda vs: train(data, args.out / "runs" / f"{vs[0]}-seed{vs[1]}", args.model, *vs),
+                             todo):
+            print(line, flush=True)
+    compare(args.out)
+    first = args.out / "runs" / f"windows-max-seed{args.seeds[0]}" / "model"
+    if first.exists():
+        short = args.out / "short"
+        short.mkdir(exist_ok=True)
+        predict(first, args.data, short / "windows.tsv")
+        predict(first, args.data, short / "truncate.tsv", {"long_texts": "truncate"})
+        same = (short / "windows.tsv").read_bytes() == (short / "truncate.tsv").read_bytes()
+        line = (f"GoEmotions test split (5,427 comments, none over {WINDOW} tokens), the windows-max model read in "
+                f"windows and truncated: {'byte-identical' if same else 'DIFFERENT'} predictions")
+        (args.out / "short.txt").write_text(line + "\n")
+        print(line)
+        speed = [f"predict.py on {args.docs[2]} test documents, 1 thread, {WINDOW}-token windows vs truncation:"]
+        for name, settings in (("windows (max)", None), ("truncate", {"long_texts": "truncate"})):
+            rate, rss = predict(first, data, short / f"docs-{name.split()[0]}.tsv", settings)
+            speed.append(f"- {name}: {rate:.1f} texts/s, peak RSS {rss:.0f} MiB")
+        (args.out / "speed.txt").write_text("\n".join(speed) + "\n")
+        print("\n".join(speed))
+    print(f"peak RSS of the runs: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

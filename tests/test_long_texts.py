@@ -1,0 +1,224 @@
+"""Long texts (issue 25): how long the texts are, --max-length auto, and texts read in windows whose logits are pooled,
+in training and in predict.py alike."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_tiny_bert, run_script, start, stop_when, train_args, write_slice
+
+from multilabel import encoder, files, lengths
+
+FILLER = ("the cat sat on a mat while some people walked by the river and talked about the weather in town "
+          "during a long afternoon").split()
+
+
+def planted_data(folder: Path, n: dict[str, int], at: int, length: int, seed: int = 0, block: int = 1) -> Path:
+    """Documents of `length` filler words (one token each); label 0 (`zebra`) where the word zebra is planted
+    `block` times from word `at` (and nowhere else), label 1 (`lion`) where lion is the document's first `block`
+    words. The labels file and three splits."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in n.items():
+        texts, labels, ids = [], [], []
+        for i in range(count):
+            words = [rng.choice(FILLER) for _ in range(length)]
+            zebra, lion = i % 2 == 0, rng.random() < 0.5
+            if zebra:
+                words[at:at + block] = ["zebra"] * block
+            if lion:
+                words[:block] = ["lion"] * block
+            texts.append(" ".join(words))
+            labels.append(tuple(k for k, on in ((0, zebra), (1, lion)) if on))
+            ids.append(f"{split}{i}")
+        files.atomic_write(folder / f"{split}.tsv", files.split_text(texts, labels, ids))
+    files.atomic_write(folder / "emotions.txt", "zebra\nlion")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_512(minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT that reads up to 512 tokens."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny512"), minilm, positions=512)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """600-token documents: the label zebra's only evidence is at tokens 530 to 589, past what the model can read
+    at once (512)."""
+    return planted_data(tmp_path_factory.mktemp("planted"), {"train": 64, "dev": 16, "test": 32}, at=530, length=600,
+                        block=60)
+
+
+def test_a_label_evidenced_only_after_token_512_is_learned_with_windows_not_with_truncation(tiny_512, planted,
+                                                                                             tmp_path):
+    common = ("--batch-size", "4", "--learning-rate", "5e-3", "--head-learning-rate", "3e-2", "--precision", "fp32",
+              "--seed", "1")
+    f1 = {}
+    # truncation never sees the evidence, however long it trains: 2 epochs are enough to show it
+    for name, reading in (("windows", ("--epochs", "6", "--max-length", "64", "--long-texts", "windows",
+                                       "--max-windows", "16")),
+                          ("truncate", ("--epochs", "2", "--max-length", "512"))):
+        r = run_script(*train_args(planted, tmp_path / name, tiny_512, *common, *reading,
+                                   "--metrics-file", tmp_path / f"{name}.json"))
+        assert r.returncode == 0, r.stderr[-2000:]
+        f1[name] = json.loads((tmp_path / f"{name}.json").read_text())["test"]["per_label"]["zebra"]["f1"]
+    assert f1["windows"] >= 0.95, f1
+    assert f1["truncate"] <= 0.7, f1  # at best every text gets zebra: half of them have it
+    log = (tmp_path / "truncate.json").read_text()
+    assert json.loads(log)["lengths"]["train"]["cut"] == 64  # every training text was cut, and the log said so
+
+
+def test_pooled_scores_do_not_depend_on_batch_mates_and_short_texts_score_as_before(tiny_512, planted):
+    model, tokenizer, _ = encoder.load(tiny_512, torch.device("cpu"))
+    texts = files.read_split(planted / "test.tsv", 2).texts[:6]
+    short = ["a short one", "the cat sat", "x " * 30]
+    reading = lengths.Reading(64, "windows", 16, 16, "logsumexp")
+    together = encoder.score(model, encoder.encode(tokenizer, texts + short, reading), 4, 0, pooling="logsumexp")
+    for i, text in enumerate(texts + short):
+        alone = encoder.score(model, encoder.encode(tokenizer, [text], reading), 4, 0, pooling="logsumexp")
+        np.testing.assert_allclose(alone[0], together[i], atol=1e-6)
+    # texts within the window: the windows are the truncated texts, scored by the very same path, bit for bit
+    windows = encoder.encode(tokenizer, short, reading)
+    assert windows.single() and windows.windows == tokenizer(short, truncation=True, max_length=64)["input_ids"]
+    before = encoder.score(model, tokenizer(short, truncation=True, max_length=64)["input_ids"], 4, 0)
+    assert (encoder.score(model, windows, 4, 0, pooling="logsumexp") == before).all()
+
+
+def test_pooling_is_max_mean_and_logsumexp_per_text():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0], [3.0, 0.5], [-2.0, 4.0]])
+    owner = torch.tensor([0, 0, 1, 2])
+    assert encoder.pool(logits, owner, 3, "max").tolist() == [[1.0, 2.0], [3.0, 0.5], [-2.0, 4.0]]
+    assert encoder.pool(logits, owner, 3, "mean").tolist() == [[0.5, 0.5], [3.0, 0.5], [-2.0, 4.0]]
+    lse = encoder.pool(logits, owner, 3, "logsumexp")
+    assert torch.allclose(lse[0], torch.logsumexp(logits[:2], 0)) and (lse[1:] == logits[2:]).all()
+
+
+def test_windows_cover_the_text_with_the_stride_and_stop_at_max_windows(minilm):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    text = " ".join(f"w{i}" for i in range(40))  # w0 .. w39: 2 tokens each? counted below
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    enc = encoder.encode(tokenizer, [text], lengths.Reading(18, "windows", 4, 100))
+    room, step = 16, 12
+    assert [w[1:-1] for w in enc.windows] == [ids[k:k + room] for k in range(0, len(ids) - room + step, step)]
+    assert all(w[0] == tokenizer.cls_token_id and w[-1] == tokenizer.sep_token_id for w in enc.windows)
+    assert enc.capped == [0] and enc.tokens == [len(ids) + 2]
+    capped = encoder.encode(tokenizer, [text], lengths.Reading(18, "windows", 4, 2))
+    assert len(capped.windows) == 2 and capped.capped == [len(ids) - (room + step)]
+    head_tail = encoder.encode(tokenizer, [text], lengths.Reading(18, "head-tail"))
+    assert head_tail.windows == [[tokenizer.cls_token_id, *ids[:4], *ids[-12:], tokenizer.sep_token_id]]
+
+
+def test_max_length_auto_is_the_p99_of_training_texts_saved_and_used_by_predict(tiny_bert, tmp_path):
+    # own data (a dataset.json): 100 training texts of 10 to 99 filler words (one token each): p99 is 99 + 2
+    data = planted_data(tmp_path / "data", {"train": 100, "dev": 20, "test": 20}, at=1, length=100)
+    lines = (data / "train.tsv").read_text().splitlines()
+    cut = [f"{' '.join(line.split(chr(9))[0].split()[:10 + i % 90])}\t{line.split(chr(9), 1)[1]}"
+           for i, line in enumerate(lines)]
+    (data / "train.tsv").write_text("\n".join(cut) + "\n")
+    (data / "dataset.json").write_text(json.dumps({"name": "mine", "sources": [], "labels": ["zebra", "lion"],
+                                                   "files": {}}))
+    counts = [min(10 + i % 90, 100) + 2 for i in range(100)]
+    expected = lengths.auto_length(counts, 128)
+    assert expected == int(np.ceil(np.percentile(counts, 99) / 8) * 8) == 104
+    r = run_script(*train_args(data, tmp_path / "m", tiny_bert, "--epochs", "1", "--batch-size", "16",
+                               "--predictions-file", tmp_path / "p.tsv", "--precision", "fp32"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"texts read as: {expected} tokens: a longer text is cut" in r.stdout + r.stderr
+    saved = json.loads((tmp_path / "m" / files.MODEL_SETTINGS).read_text())
+    assert saved["max_length"] == expected and saved["args"]["max_length"] == "auto"
+    # predict.py reads the saved length: its scores are training's own on the test split (texts of 102 tokens)
+    out = run_script("predict.py", tmp_path / "m", "--input", data / "test.tsv", "--output", tmp_path / "o.tsv")
+    assert out.returncode == 0, out.stderr
+    mine = {r[0]: r[3:] for r in (x.split("\t") for x in (tmp_path / "p.tsv").read_text().splitlines()[1:])}
+    theirs = {r[0]: r[4:] for r in (x.split("\t") for x in (tmp_path / "o.tsv").read_text().splitlines()[1:])}
+    assert mine == theirs
+
+
+def test_goemotions_own_data_keeps_the_papers_50(trained):
+    _, out, r = trained
+    saved = json.loads((out / "model" / files.MODEL_SETTINGS).read_text())
+    assert saved["max_length"] == 50 and saved["long_texts"] == "truncate"
+    assert "texts read as: 50 tokens" in r.stdout + r.stderr
+    assert "train: 160 texts, tokens median" in r.stdout + r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["max_length"] == 50 and metrics["lengths"]["test"]["texts"] == 64
+
+
+def test_training_with_windows_resumes_byte_identically(tiny_bert, goemotions_dir, tmp_path):
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 96, "dev": 32, "test": 32})
+    args = ("--epochs", "2", "--batch-size", "8", "--precision", "fp32", "--max-length", "12", "--long-texts",
+            "windows", "--stride", "2", "--log-every", "3", "--checkpoint-minutes", "1000")
+    whole = run_script(*train_args(data, tmp_path / "a" / "model", tiny_bert, *args, "--predictions-file",
+                                   tmp_path / "a" / "p.tsv"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cmd = train_args(data, tmp_path / "b" / "model", tiny_bert, *args, "--predictions-file", tmp_path / "b" / "p.tsv",
+                     "--resume")
+    proc = start(cmd)
+    out, err = stop_when(proc, "epoch 1 batch 6/", signal.SIGTERM)
+    assert proc.returncode == 99, err[-2000:]
+    again = run_script(*cmd)
+    assert again.returncode == 0 and "resumed from" in again.stdout + again.stderr, again.stderr[-2000:]
+    assert (tmp_path / "a" / "p.tsv").read_bytes() == (tmp_path / "b" / "p.tsv").read_bytes()
+
+
+def test_predict_shards_and_a_5_mb_text_with_windows(tiny_bert, goemotions_dir, tmp_path):
+    data = write_slice(goemotions_dir, tmp_path / "data", {"train": 48, "dev": 16, "test": 16})
+    r = run_script(*train_args(data, tmp_path / "m", tiny_bert, "--epochs", "1", "--batch-size", "8", "--precision",
+                               "fp32", "--max-length", "16", "--long-texts", "windows", "--max-windows", "4"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    texts = files.read_split(goemotions_dir / "test.tsv", 28).texts[:30]
+    texts[7] = "word " * 1_000_000  # a broken row: 5 MB
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    whole = run_script("predict.py", tmp_path / "m", "--input", tmp_path / "in.txt", "--output", tmp_path / "all.tsv",
+                       "--chunk-size", "8")
+    assert whole.returncode == 0, whole.stderr
+    rows = [line.split("\t") for line in (tmp_path / "all.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 30 and rows[7][3].startswith("long text: read its first 4 windows")
+    assert all(v for v in rows[7][4:])  # scored on what was read
+    assert "longer than --max-windows windows, scored on their first windows (lines 8" in whole.stderr
+    for k in (1, 2):
+        s = run_script("predict.py", tmp_path / "m", "--input", tmp_path / "in.txt", "--output",
+                       tmp_path / "sharded.tsv", "--chunk-size", "8", "--shard", f"{k}/2")
+        assert s.returncode == 0, s.stderr
+    merged = run_script("predict.py", "--merge", "--output", tmp_path / "sharded.tsv")
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "sharded.tsv").read_bytes() == (tmp_path / "all.tsv").read_bytes()
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--max-length", "200"), "--max-length 200: the model reads at most 128 tokens; use --long-texts windows"),
+    (("--max-length", "32", "--stride", "16"), "--stride 16: from 0 to less than half of --max-length (32)"),
+    (("--max-windows", "0", "--long-texts", "windows"), "--max-windows 0: at least 1"),
+    (("--max-length", "many"), "argument --max-length: expected a number of tokens or auto, got 'many'"),
+    (("--compile", "--long-texts", "windows"), "--compile needs batches of fixed shapes"),
+])
+def test_bad_length_options_are_one_line(small_data, tiny_bert, tmp_path, option, message):
+    r = run_script(*train_args(small_data, tmp_path / "m", tiny_bert, *option))
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "m").exists()
+
+
+def test_data_analysis_and_prepare_data_report_token_lengths(minilm, tmp_path):
+    data = planted_data(tmp_path / "data", {"train": 10, "dev": 4, "test": 4}, at=1, length=60)
+    r = run_script("data_analysis.py", data, "--tokenizer", minilm)
+    assert r.returncode == 0, r.stderr
+    assert "train: 10 texts, tokens median 62, p95 62, p99 62, max 62; 100.0% over 50, 0.0% over 128" in r.stdout
+    stats = json.loads(run_script("data_analysis.py", data, "--tokenizer", minilm, "--format", "json").stdout)
+    assert stats["lengths"]["splits"]["dev"]["max"] == 62
+    rows = [f"{' '.join(['cat'] * n)},lion" for n in range(1, 41)]
+    (tmp_path / "mine.csv").write_text("text,labels\n" + "\n".join(rows) + "\n")
+    p = run_script("prepare_data.py", tmp_path / "mine.csv", tmp_path / "out", "--tokenizer", minilm)
+    assert p.returncode == 0, p.stderr
+    assert "lengths in " in p.stdout and "train: 32 texts, tokens median" in p.stdout
+    missing = run_script("prepare_data.py", tmp_path / "mine.csv", tmp_path / "out2",
+                         env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert missing.returncode == 0 and "lengths in tokens not reported" in missing.stderr, missing.stderr
