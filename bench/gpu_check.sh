@@ -24,6 +24,8 @@
 #     (b, c) and bert_model.py (d), with the matmul peak
 #  4. bench/cuda_checks.py: fp16 with grad scaling, bf16, fused AdamW (numerics, and bert_model.py end to end)
 #  5. bench/predict_speed.py: predict.py's inference at batch 256 in fp32, bf16 and fp16 against the pipeline
+#  6. bench/long_texts.py: long documents in 64-token windows against truncation (one seed each): training time,
+#     test macro F1, predict.py's texts/s and peak memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,7 +36,7 @@ for arg in "$@"; do
   case "$arg" in
     --tiny) TINY=1 ;;
     --prepare) PREPARE=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $arg (see --help)" >&2; exit 2 ;;
     *) DATA=$arg ;;
   esac
@@ -167,5 +169,11 @@ if [ "$TINY" = 1 ]; then PREDICT_ARGS=(--limit 64 --rounds 1 --contenders predic
 else PREDICT_ARGS=(--cuda --rounds 3 --contenders predict predict-bf16 predict-fp16 pipeline); fi
 "$PYTHON" bench/predict_speed.py "$WORK/models/base-eager-bf16" --input "$DATA/test.tsv" --batch-size 256 \
   --json "$RES/predict_speed.json" "${PREDICT_ARGS[@]}" || FAILED="$FAILED 5"
+# Step 6 (issue 25): long documents (8 GoEmotions comments each) read in 64-token windows against truncation:
+# training time and test macro F1 of one seed each, predict.py's texts/s and peak memory, on the GPU.
+echo "== 6. bench/long_texts.py: windows against truncation on long documents ($DEVICE)"
+if [ "$TINY" = 1 ]; then LONG_ARGS=(--docs 10 3 3); else LONG_ARGS=(--docs 1200 300 600 --cuda); fi
+"$PYTHON" bench/long_texts.py "$RES/long_texts" --model "$MINILM" --data "$DATA" --seeds 1 \
+  --variants truncate windows-max --jobs 1 "${LONG_ARGS[@]}" || FAILED="$FAILED 6"
 if [ -n "$FAILED" ]; then echo "== gpu_check done; FAILED step(s):$FAILED"; exit 1; fi
 echo "== gpu_check done"

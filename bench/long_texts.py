@@ -41,6 +41,9 @@ VARIANTS = {
     "windows-each": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
                      "--window-labels", "each"],
     "truncate-256": ["--max-length", "256"],  # reads every document whole: the ceiling
+    # pooled windows at batch 5 documents: about as many steps an epoch, and windows a step, as windows-each's
+    # 16 windows a step (a document is ~3 windows), so that the two differ in how windows are taught only
+    "windows-max-b5": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max", "--batch-size", "5"],
 }
 RECIPE = ["--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-4", "--head-learning-rate", "3e-3",
           "--init-bias-from-prior"]
@@ -64,13 +67,13 @@ def make_documents(src: Path, out: Path, docs: dict[str, int], per_doc: int, see
     files.atomic_write(out / "emotions.txt", files.labels_text(labels))
 
 
-def train(data: Path, run: Path, model: str, variant: str, seed: int) -> str:
+def train(data: Path, run: Path, model: str, variant: str, seed: int, cuda: bool = False) -> str:
     if (run / "metrics.json").exists():
         return f"{run.name}: done before"
     cmd = [sys.executable, str(ROOT / "bert_model.py"), *(str(data / f"{s}.tsv") for s in files.SPLITS),
            str(data / "emotions.txt"), str(run / "model"), "--transformer-model", model, *RECIPE,
            *VARIANTS[variant], "--seed", str(seed), "--metrics-file", str(run / "metrics.json"),
-           "--predictions-file", str(run / "predictions.tsv"), "--log-every", "1000"]
+           "--predictions-file", str(run / "predictions.tsv"), "--log-every", "1000", *(["--cuda"] if cuda else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     t = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -101,7 +104,8 @@ def compare(out: Path) -> None:
     print("\n".join(lines))
 
 
-def predict(model: Path, data: Path, output: Path, settings: dict | None = None) -> tuple[float, float]:
+def predict(model: Path, data: Path, output: Path, settings: dict | None = None,
+            cuda: bool = False) -> tuple[float, float]:
     """predict.py on data's test split with `model` (its goemotions.json changed by `settings`, in a copy):
     (texts/s as predict.py reports, peak RSS MiB of the process)."""
     if settings:
@@ -113,12 +117,18 @@ def predict(model: Path, data: Path, output: Path, settings: dict | None = None)
         (copy / files.MODEL_SETTINGS).write_text(json.dumps({**saved, **settings}))
         model = copy
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = ["/usr/bin/time", "-f", "maxrss %M", sys.executable, str(ROOT / "predict.py"), str(model), "--input",
-           str(data / "test.tsv"), "--output", str(output)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    rate = float(r.stderr.split(" texts/s")[0].rsplit(";", 1)[-1])
-    rss = float(r.stderr.rsplit("maxrss ", 1)[1].split()[0]) / 1024
-    return rate, rss
+    cmd = [sys.executable, str(ROOT / "predict.py"), str(model), "--input", str(data / "test.tsv"), "--output",
+           str(output), *(["--cuda"] if cuda else [])]
+    with open(output.with_suffix(".log"), "w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # this process's own peak memory
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        text = log.read()
+    if proc.returncode:
+        raise SystemExit(f"predict.py failed: {text[-2000:]}")
+    rate = float(text.split(" texts/s")[0].rsplit(";", 1)[-1])
+    return rate, usage.ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,29 +141,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, nargs=3, default=[1200, 300, 600], metavar=("TRAIN", "DEV", "TEST"))
     p.add_argument("--per-doc", type=int, default=8, help="comments a document")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--cuda", action="store_true", help="train and predict on the GPU (bench/gpu_check.sh)")
     args = p.parse_args(argv)
     data = args.out / "data"
     make_documents(args.data, data, dict(zip(files.SPLITS, args.docs, strict=True)), args.per_doc, seed=0)
     todo = [(v, s) for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for line in pool.map(lambda vs: train(data, args.out / "runs" / f"{vs[0]}-seed{vs[1]}", args.model, *vs),
-                             todo):
+        for line in pool.map(lambda vs: train(data, args.out / "runs" / f"{vs[0]}-seed{vs[1]}", args.model, *vs,
+                                              cuda=args.cuda), todo):
             print(line, flush=True)
     compare(args.out)
     first = args.out / "runs" / f"windows-max-seed{args.seeds[0]}" / "model"
     if first.exists():
         short = args.out / "short"
         short.mkdir(exist_ok=True)
-        predict(first, args.data, short / "windows.tsv")
-        predict(first, args.data, short / "truncate.tsv", {"long_texts": "truncate"})
+        predict(first, args.data, short / "windows.tsv", cuda=args.cuda)
+        predict(first, args.data, short / "truncate.tsv", {"long_texts": "truncate"}, cuda=args.cuda)
         same = (short / "windows.tsv").read_bytes() == (short / "truncate.tsv").read_bytes()
         line = (f"GoEmotions test split (5,427 comments, none over {WINDOW} tokens), the windows-max model read in "
                 f"windows and truncated: {'byte-identical' if same else 'DIFFERENT'} predictions")
         (args.out / "short.txt").write_text(line + "\n")
         print(line)
-        speed = [f"predict.py on {args.docs[2]} test documents, 1 thread, {WINDOW}-token windows vs truncation:"]
+        where = "the GPU" if args.cuda else "1 thread"
+        speed = [f"predict.py on {args.docs[2]} test documents, {where}, {WINDOW}-token windows vs truncation:"]
         for name, settings in (("windows (max)", None), ("truncate", {"long_texts": "truncate"})):
-            rate, rss = predict(first, data, short / f"docs-{name.split()[0]}.tsv", settings)
+            rate, rss = predict(first, data, short / f"docs-{name.split()[0]}.tsv", settings, args.cuda)
             speed.append(f"- {name}: {rate:.1f} texts/s, peak RSS {rss:.0f} MiB")
         (args.out / "speed.txt").write_text("\n".join(speed) + "\n")
         print("\n".join(speed))

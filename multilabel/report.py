@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from multilabel import files, losses
+from multilabel import files, lengths, losses
 from multilabel.files import PAPER_F1, PAPER_MACRO_F1, paper_taxonomy
 
 
@@ -177,10 +177,23 @@ def card_training(metrics: dict, dataset: dict | None) -> list[str]:
             + (f", peak GPU memory {metrics['peak_gpu_mb']:.0f} MiB." if metrics["peak_gpu_mb"] else "."), "",
             f"Training {losses.describe(metrics['loss'])}"
             + (f"; added tokens: {' '.join(a['add_tokens'])}" if a.get("add_tokens") else "") + ".", "",
+            *card_length(metrics),
             "Data (SHA-256 of the files it was trained, tuned and tested on):", "",
             *(f"- `{path}` {digest}" for path, digest in metrics["data_sha256"].items()), "",
             *(["Prepared by `prepare_data.py` from (SHA-256):", "",
                *(f"- `{path}` {digest}" for path, digest in dataset["sources"].items()), ""] if dataset else [])]
+
+
+def card_length(metrics: dict) -> list[str]:
+    """How texts are read (predict.py reads them the same way), and how much of the training texts that left out."""
+    if "reading" not in metrics:  # a run from before lengths were recorded
+        return []
+    train = metrics["lengths"]["train"]
+    share = train["tokens_lost"] / train["tokens"] if train["tokens"] else 0.0
+    return [f"Texts are read as {lengths.Reading.of(metrics['reading']).describe()} (predict.py reads them the same "
+            f"way). Training texts: median {train['median']:.0f} tokens, 99th percentile {train['p99']:.0f}, longest "
+            f"{train['max']}; {train['cut']} of {train['texts']} not read whole ({100 * share:.1f}% of their tokens).",
+            ""]
 
 
 def card_limitations(dataset: dict | None) -> list[str]:
