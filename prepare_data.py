@@ -397,13 +397,11 @@ def print_lengths(tokenizer: str, texts: dict[str, list[str]]) -> None:
     """How long the texts are in the tokens of the model they will be trained with (bert_model.py reads
     --max-length of them; `auto` chooses from the training split's): a note, not an error, where the default
     model's tokenizer is not at hand."""
-    try:
-        tok = lengths.load_tokenizer(tokenizer)
-    except UserError as e:
-        if tokenizer != DEFAULT_TOKENIZER:
-            raise
-        print(f"prepare_data.py: lengths in tokens not reported: {e} (--tokenizer MODEL)", file=sys.stderr)
+    if tokenizer == DEFAULT_TOKENIZER and not lengths.at_hand(tokenizer):
+        print(f"prepare_data.py: lengths in tokens not reported: {tokenizer} is not in the Hugging Face cache "
+              f"(--tokenizer MODEL: the model you will train, a folder or a cached name)", file=sys.stderr)
         return
+    tok = lengths.load_tokenizer(tokenizer)
     print(f"lengths in {tokenizer}'s tokens (special tokens included):")
     for name, found in lengths.report(tok, texts).items():
         print(lengths.summary_line(name, found))

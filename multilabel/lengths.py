@@ -106,6 +106,16 @@ def load_tokenizer(name: str):
         hf_logging.set_verbosity(verbosity)
 
 
+def at_hand(name: str) -> bool:
+    """A model folder, or a name whose tokenizer is in the Hugging Face cache: known without importing transformers
+    (seconds, with torch)."""
+    if Path(name).is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str)
+
+
 def report(tokenizer, splits: dict[str, list[str]]) -> dict[str, dict]:
     """The length summary of each split's texts."""
     return {name: summary(token_counts(tokenizer, texts)) for name, texts in splits.items()}

@@ -155,6 +155,18 @@ def stop_when(proc: subprocess.Popen, prefix: str, sig: signal.Signals, group: b
     return "".join(seen) + out, err
 
 
+def stop_after_a_chunk(argv: list, out: Path) -> None:
+    """predict.py ARGV, stopped by SIGUSR1 once it has written a chunk of OUT: exit 99."""
+    proc = subprocess.Popen([sys.executable, ROOT / "predict.py", *map(str, argv)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = out.with_name(out.name + ".partial.json")
+    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=120) == 99
+
+
 # --------------------------------------------------------------------------- loopback data server
 # A real HTTP server on 127.0.0.1 (a thread, a random port) that serves a folder, e.g. the real GoEmotions
 # files, under DataServer.url. Tests can script faults per file (a queue of Reply objects, then a fallback)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_tiny_bert, run_script, start, stop_when, train_args, write_slice
+from helpers import make_tiny_bert, run_script, start, stop_after_a_chunk, stop_when, train_args, write_slice
 
 from multilabel import encoder, files, lengths
 
@@ -192,6 +192,14 @@ def test_predict_shards_and_a_5_mb_text_with_windows(tiny_bert, goemotions_dir, 
     merged = run_script("predict.py", "--merge", "--output", tmp_path / "sharded.tsv")
     assert merged.returncode == 0, merged.stderr
     assert (tmp_path / "sharded.tsv").read_bytes() == (tmp_path / "all.tsv").read_bytes()
+    # stopped after a chunk (as s_rt does) and resumed: the same bytes (a longer input, so that it is mid-way)
+    (tmp_path / "more.txt").write_text("\n".join([t for t in texts if len(t) < 10_000] * 20) + "\n")
+    argv = [tmp_path / "m", "--input", tmp_path / "more.txt", "--chunk-size", "8"]
+    assert run_script("predict.py", *argv, "--output", tmp_path / "more.tsv").returncode == 0
+    stop_after_a_chunk([*argv, "--output", tmp_path / "resumed.tsv"], tmp_path / "resumed.tsv")
+    again = run_script("predict.py", *argv, "--output", tmp_path / "resumed.tsv", "--resume")
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    assert (tmp_path / "resumed.tsv").read_bytes() == (tmp_path / "more.tsv").read_bytes()
 
 
 @pytest.mark.parametrize("option, message", [

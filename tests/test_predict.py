@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, GridEngine, run_script, write_slice
+from helpers import ROOT, GridEngine, run_script, stop_after_a_chunk, write_slice
 
 PREDICT = "predict.py"
 
@@ -476,18 +476,6 @@ def test_top_k_beyond_the_labels_ranks_every_label(model: Path, tmp_path: Path):
     with open(tmp_path / "t.tsv", encoding="utf-8", newline="") as f:
         widths = {len(row) for row in csv.reader(f, delimiter="\t")}
     assert widths == {4 + 2 * 28}
-
-
-def stop_after_a_chunk(argv: list, out: Path) -> None:
-    """predict.py ARGV, stopped by SIGUSR1 once it has written a chunk of OUT: exit 99."""
-    proc = subprocess.Popen([sys.executable, PREDICT, *map(str, argv)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    progress = out.with_name(out.name + ".partial.json")
-    while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(timeout=120) == 99
 
 
 def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(model: Path, texts, tmp_path: Path):
