@@ -106,7 +106,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dev-every", type=int, default=10_000, metavar="EXAMPLES",
                    help="score dev every this many training examples, for the pruner (and at epochs' ends)")
     p.add_argument("--pruner", choices=["median", "none"], default="median")
-    p.add_argument("--prune-after", type=int, default=4, help="trials finished before any is pruned")
+    p.add_argument("--prune-after", type=int, default=4,
+                   help="finished trials needed (in all, and with a score at that point) before one is pruned")
     p.add_argument("--random-trials", type=int, default=8, help="trials sampled at random before TPE models")
     p.add_argument("--sampler-seed", type=int, help="TPE's seed (each worker adds its number)")
     p.add_argument("--storage", help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the journal")
@@ -164,9 +165,11 @@ def space_line(words: list[str], where: str, n: int) -> Param:
         raise UserError(f"{where}: {option} {kind} takes LOW HIGH, got {len(values)} value(s)")
     if kind == "choice":
         return Param(option, kind, choice_values(option, values, where), n)
-    if TUNABLE[option] not in (int, float) or (kind != "int") == (TUNABLE[option] is int):
-        raise UserError(f"{where}: {option} is not a {'whole ' if kind == 'int' else ''}number: use "
-                        + ("choice" if TUNABLE[option] not in (int, float) else "int" if kind != "int" else "float"))
+    if TUNABLE[option] not in (int, float):
+        raise UserError(f"{where}: {option} takes a value from a list: use choice")
+    if (kind == "int") != (TUNABLE[option] is int):
+        raise UserError(f"{where}: {option} is " + ("a whole number: use int" if TUNABLE[option] is int
+                                                     else "not a whole number: use float or log"))
     low, high = (number(v, TUNABLE[option], option, where) for v in values)
     if low >= high or (kind == "log" and low <= 0):
         raise UserError(f"{where}: {option}: empty range {values[0]} to {values[1]}"
@@ -281,10 +284,10 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
             raise UserError(f"{args.study}: no study here (no journal.log): start one with tune.py {args.study} --data")
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage_for(args))
         return study
-    args.study.mkdir(parents=True, exist_ok=True)
     space_path = Path(args.space)
     space = read_space(space_path)
     check_fixed(args.fixed, space, space_path)
+    args.study.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
                                 load_if_exists=True, sampler=sampler(args), pruner=pruner(args))
     folder = data_dir(args, study)
@@ -323,7 +326,10 @@ def sampler(args: argparse.Namespace) -> optuna.samplers.BaseSampler:
 def pruner(args: argparse.Namespace) -> optuna.pruners.BasePruner:
     if args.pruner == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=args.prune_after, n_warmup_steps=0)
+    # n_min_trials: a point needs that many finished trials' scores before anything is pruned there (Optuna's
+    # default, 1, prunes a trial for being below the one trial that has trained that long)
+    return optuna.pruners.MedianPruner(n_startup_trials=args.prune_after, n_warmup_steps=0,
+                                       n_min_trials=args.prune_after)
 
 
 def trial_path(study_dir: Path, number: int) -> Path:
@@ -627,7 +633,8 @@ def trial_rows(study: optuna.Study, study_dir: Path) -> list[dict]:
         progress = files.read_progress(files.progress_path(trial_path(study_dir, t.number)))
         last = progress[-1] if progress else {}
         end = t.datetime_complete.timestamp() if t.datetime_complete else time.time()
-        rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
+        rows.append({"trial": t.number, "state": t.state.name,
+                     "value": t.value if t.state == TrialState.COMPLETE else None,
                      "last_dev": last.get("dev_macro_f1"), "steps": last.get("global_step", 0),
                      "examples": last.get("examples", 0),
                      "seconds": end - t.datetime_start.timestamp() if t.datetime_start else 0.0,
@@ -747,7 +754,7 @@ def run_confirm(runs: list, todo: list[int], data: Path, args: argparse.Namespac
                    *opts, "--metrics-file", str(beside(save_fp, ".metrics.json")),
                    "--predictions-file", str(beside(save_fp, ".predictions.tsv")), "--resume"]
             print(f"{PROG}: confirm: {name} seed {seed}: {shlex.join(cmd)}", flush=True)
-            log = open(beside(save_fp, ".log"), "a", encoding="utf-8")  # noqa: SIM115 (closed as the run ends)
+            log = open(beside(save_fp, ".log"), "a", encoding="utf-8")  # closed when the run ends
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                              preexec_fn=die_with_parent), log, save_fp))
         time.sleep(0.5)
