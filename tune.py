@@ -282,8 +282,10 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
     if not create:
         if not args.storage and not journal.exists():
             raise UserError(f"{args.study}: no study here (no journal.log): start one with tune.py {args.study} --data")
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage_for(args))
-        return study
+        try:
+            return optuna.load_study(study_name=STUDY_NAME, storage=storage_for(args))
+        except KeyError:
+            raise UserError(f"{args.storage}: no study here: start one with tune.py {args.study} --data") from None
     space_path = Path(args.space)
     space = read_space(space_path)
     check_fixed(args.fixed, space, space_path)
@@ -652,7 +654,7 @@ def report(args: argparse.Namespace) -> int:
         print(f"{r['trial']:>5} {r['state']:<8} {shown:>7} {r['steps']:>6} {r['examples']:>9} "
               f"{r['seconds']:>8.0f}  {r['args']}")
     states = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "RUNNING", "FAIL")}
-    print(f"{len(rows)} trials: " + ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
+    print(f"{len(rows)} trials: " + (", ".join(f"{n} {s.lower()}" for s, n in states.items() if n) or "none")
           + f"; {sum(r['steps'] for r in rows)} training steps, {sum(r['examples'] for r in rows)} examples, "
           f"{sum(r['seconds'] for r in rows):.0f} s of trials in all (* pruned: its last dev F1)")
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]

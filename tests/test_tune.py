@@ -115,6 +115,13 @@ def test_a_study_of_another_dataset_is_refused(tmp_path: Path, data: Path, goemo
     assert "this study was started with another space" in capsys.readouterr().err
     assert tune.main([str(tmp_path / "nothing"), "--report"]) == 1
     assert "no study here (no journal.log)" in capsys.readouterr().err
+    db = f"sqlite:///{tmp_path}/studies.db"  # --storage: an RDB URL instead of the journal
+    assert tune.main([str(tmp_path / "db"), "--storage", db, "--report"]) == 1
+    assert capsys.readouterr().err.strip() == f"tune.py: error: {db}: no study here: start one with tune.py " \
+                                               f"{tmp_path}/db --data"
+    new_study(tune_argv(tmp_path / "db", data, space_file, tmp_path, "--storage", db))
+    assert tune.main([str(tmp_path / "db"), "--storage", db, "--report"]) == 0
+    assert "0 trials: none; 0 training steps" in capsys.readouterr().out
 
 
 # -------------------------------------------------------------------------------------------- a search
