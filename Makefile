@@ -100,3 +100,26 @@ test: lint
 
 clean-venv:
 	rm -rf $(VENV)
+
+# make tune: a hyperparameter search with tune.py (docs/experiments.md, "Tuning") on this machine, TUNE_WORKERS
+# workers at once, into TUNE_STUDY; then its report. The model and the fixed settings are make run's (MODEL,
+# RECIPE, DATA_DIR, TRAIN_ARGS: the CPU recipe's model and --init-bias-from-prior without a GPU); TUNE_SPACE is the search space,
+# TUNE_ARGS more tune.py options (--hours 2, --pruner none, ...). make tune TUNE_CONFIRM=2 then reruns the best 2
+# and the recipe with 3 seeds each and prints compare_runs' table.
+TUNE_STUDY   ?= runs/tune/$(RUN_NAME)
+TUNE_SPACE   ?= sweeps/space.txt
+TUNE_TRIALS  ?= 20
+TUNE_WORKERS ?= 1
+TUNE_ARGS    ?=
+TUNE_CONFIRM ?= 0
+TUNE_BASELINE = $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS) --epochs 1,--epochs 4)
+
+.PHONY: tune
+tune: $(VENV)/.installed
+	$(if $(OWN_DATA),,$(PY) download_data.py $(DATA_DIR) $(if $(DATA_MIRROR),--base-url $(DATA_MIRROR)))
+	$(if $(filter 0,$(TUNE_CONFIRM)),$(PY) tune.py $(TUNE_STUDY) --data $(DATA_DIR) --space $(TUNE_SPACE) \
+		--trials $(TUNE_TRIALS) --workers $(TUNE_WORKERS) $(TUNE_ARGS) \
+		-- --transformer-model $(RUN_MODEL) $(CUDA) $(if $(filter cpu,$(RECIPE)),--init-bias-from-prior) $(TRAIN_ARGS) \
+		&& $(PY) tune.py $(TUNE_STUDY) --report,\
+		$(PY) tune.py $(TUNE_STUDY) --confirm $(TUNE_CONFIRM) --workers $(TUNE_WORKERS) \
+		--baseline "$(TUNE_BASELINE)")

@@ -1,0 +1,239 @@
+"""tune.py and tune.com: a search on a real journal file, trials as real bert_model.py runs of a tiny BERT on a
+slice of the real data: pruning, concurrent workers, a worker SIGKILLed mid-trial, a requeued worker resuming its
+trial, --report and --confirm, and bad input in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import ROOT, run_script, write_slice
+
+import tune
+
+# A trial of the tiny BERT: 160 examples, batch 8 (20 steps an epoch, about 0.3 s), dev scored every 48 examples.
+TRIAL = ["--precision", "fp32", "--max-length", "32", "--batch-size", "8", "--warmup-ratio", "0"]
+
+
+@pytest.fixture
+def data(goemotions_dir: Path, tmp_path: Path) -> Path:
+    return write_slice(goemotions_dir, tmp_path / "data", {"train": 160, "dev": 64, "test": 64})
+
+
+def space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tune_argv(study: Path, data: Path, space_file: Path, model: Path, *options: str) -> list[str]:
+    return [str(study), "--data", str(data), "--space", str(space_file), "--dev-every", "48", *options,
+            "--", "--transformer-model", str(model), *TRIAL]
+
+
+def new_study(argv: list[str]) -> optuna.Study:
+    """The study as the first worker creates it (in this process, so that trials can be queued in it)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return tune.open_study(tune.parse_args(argv), create=True)
+
+
+def worker(argv: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """tune.py as a Grid Engine task runs it: one worker process, its output in `log`."""
+    full = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen([sys.executable, str(ROOT / "tune.py"), *argv], cwd=ROOT, env=full,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def states(study: Path) -> dict[int, str]:
+    loaded = tune.open_study(tune.parse_args([str(study)]), create=False)
+    return {t.number: t.state.name for t in loaded.get_trials(deepcopy=False)}
+
+
+def trial_log(study: Path, number: int) -> str:
+    return tune.beside(tune.trial_path(study, number), ".log").read_text(errors="replace")
+
+
+# -------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("learning-rat log 1e-5 1e-3\n", "space.txt:1: unknown option 'learning-rat' (a search varies: learning-rate"),
+    ("# a comment\nepochs int 3 1\n", "space.txt:2: epochs: empty range 3 to 1 (LOW must be < HIGH)"),
+    ("learning-rate log 0 1e-3\n", "space.txt:1: learning-rate: empty range 0 to 1e-3 (log needs LOW > 0)"),
+    ("epochs choice\n", "space.txt:1: epochs: empty choice"),
+    ("epochs range 1 3\n", "space.txt:1: epochs: unknown kind 'range'"),
+    ("epochs int 1\n", "space.txt:1: epochs int takes LOW HIGH, got 1 value(s)"),
+    ("learning-rate log 1e-5 fast\n", "space.txt:1: learning-rate: 'fast' is not a number"),
+    ("epochs float 1 3\n", "space.txt:1: epochs is a whole number: use int"),
+    ("learning-rate int 1 3\n", "space.txt:1: learning-rate is not a whole number: use float or log"),
+    ("loss float 1 3\n", "space.txt:1: loss takes a value from a list: use choice"),
+    ("loss choice bce hinge\n", "space.txt:1: loss: 'hinge' is not one of bce, weighted-bce, focal, asl"),
+    ("epochs int 1 3\nepochs int 1 2\n", "space.txt:2: epochs is already on line 1"),
+    ("# nothing\n\n", "space.txt: no options to search"),
+    ("batch-size choice 8 16\n", "space.txt:1: --batch-size is also fixed after --: one or the other"),
+])
+def test_bad_space_file_is_one_line(tmp_path: Path, data: Path, text: str, message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv = tune_argv(tmp_path / "study", data, space(tmp_path, text), tmp_path / "no-model")
+    assert tune.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tune.py: error: {tmp_path}/") and message in err[0], err
+    assert not (tmp_path / "study").exists()
+
+
+def test_bad_input_in_a_process_has_no_traceback(tmp_path: Path, data: Path) -> None:
+    r = run_script("tune.py", *tune_argv(tmp_path / "s", data, space(tmp_path, "epochs int 2 2\n"), tmp_path))
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"tune.py: error: {tmp_path}/space.txt:1: epochs: empty range 2 to 2 (LOW must be < HIGH)"], r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_a_study_of_another_dataset_is_refused(tmp_path: Path, data: Path, goemotions_dir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    space_file = space(tmp_path, "epochs int 1 2\n")
+    new_study(tune_argv(tmp_path / "study", data, space_file, tmp_path))
+    other = write_slice(goemotions_dir, tmp_path / "other", {"train": 150, "dev": 64, "test": 64})
+    assert tune.main(tune_argv(tmp_path / "study", other, space_file, tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"tune.py: error: {tmp_path}/study: this study was written for another dataset "
+                          "(train.tsv differs: SHA-256 "), err
+    assert err.endswith("use a new study folder") and "\n" not in err
+    assert tune.main(tune_argv(tmp_path / "study", data, space(tmp_path, "epochs int 1 3\n"), tmp_path)) == 1
+    assert "this study was started with another space" in capsys.readouterr().err
+    assert tune.main([str(tmp_path / "nothing"), "--report"]) == 1
+    assert "no study here (no journal.log)" in capsys.readouterr().err
+    db = f"sqlite:///{tmp_path}/studies.db"  # --storage: an RDB URL instead of the journal
+    assert tune.main([str(tmp_path / "db"), "--storage", db, "--report"]) == 1
+    assert capsys.readouterr().err.strip() == f"tune.py: error: {db}: no study here: start one with tune.py " \
+                                               f"{tmp_path}/db --data"
+    new_study(tune_argv(tmp_path / "db", data, space_file, tmp_path, "--storage", db))
+    assert tune.main([str(tmp_path / "db"), "--storage", db, "--report"]) == 0
+    assert "0 trials: none; 0 training steps" in capsys.readouterr().out
+
+
+# -------------------------------------------------------------------------------------------- a search
+
+
+def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
+    """Trial 0 finishes; trial 1 (a learning rate that wrecks the model) is below it at the first dev score and
+    stopped there, long before its 30 epochs; --report and --confirm read the study."""
+    study = tmp_path / "study"
+    argv = tune_argv(study, data, space(tmp_path, "learning-rate log 1e-7 3e-2\nepochs int 1 30\n"), tiny_bert,
+                     "--trials", "2", "--prune-after", "1")
+    s = new_study(argv)
+    s.enqueue_trial({"learning-rate": 1e-7, "epochs": 1})
+    s.enqueue_trial({"learning-rate": 3e-2, "epochs": 30})
+    r = run_script("tune.py", *argv, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert states(study) == {0: "COMPLETE", 1: "PRUNED"}, r.stdout
+    assert "trial 1: pruned at 48 examples" in r.stdout
+    assert "SIGTERM: checkpoint written" in trial_log(study, 1)  # stopped as a requeue stops it
+    pruned = tune.trial_path(study, 1)
+    assert not tune.beside(pruned, ".checkpoint.pt").exists() and not tune.beside(pruned, ".metrics.json").exists()
+    assert len(tune.files.read_progress(tune.files.progress_path(pruned))) < 30  # 30 epochs would score 120 times
+
+    r = run_script("tune.py", str(study), "--report")
+    assert r.returncode == 0, r.stderr
+    assert "2 trials: 1 complete, 1 pruned" in r.stdout and "best: trial 0, dev macro F1 " in r.stdout
+    assert f"command: {sys.executable} {ROOT}/bert_model.py {data}/train.tsv" in r.stdout
+    assert (study / "report.png").stat().st_size > 10_000
+
+    r = run_script("tune.py", str(study), "--confirm", "1", "--seeds", "2", "--workers", "2",
+                   "--baseline", "--learning-rate 1e-3 --epochs 1", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in (study / "confirm").glob("*.metrics.json")) == [
+        "baseline-seed42.metrics.json", "baseline-seed43.metrics.json",
+        "trial-0000-seed42.metrics.json", "trial-0000-seed43.metrics.json"]
+    assert r.stdout.count("2 (seed 42, 43)") == 2  # compare_runs' table: two groups of two seeds
+    assert "trial-0000 against the baseline:\nPaired bootstrap over 64 test examples" in r.stdout
+
+
+def test_concurrent_workers_one_sigkilled_mid_trial(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
+    """Two workers on one journal; one is SIGKILLed mid-trial. Its trial is not left running: its bert_model.py
+    checkpoints (SIGTERM when its parent dies) and the other worker resumes it; every trial runs once."""
+    study = tmp_path / "study"
+    argv = tune_argv(study, data, space(tmp_path, "learning-rate log 1e-4 1e-3\n"), tiny_bert, "--trials", "4",
+                     "--pruner", "none") + ["--epochs", "12"]
+    new_study(argv)
+    a = worker(argv, tmp_path / "a.log")
+    b = worker(argv, tmp_path / "b.log")
+
+    def a_has_checkpoint() -> bool:
+        for path in (study / "trials").glob("*.lease.json"):
+            lease = tune.read_lease(path.with_name(path.name.removesuffix(".lease.json")))
+            if lease and lease["pid"] == a.pid and tune.files.checkpoint_path(
+                    path.with_name(path.name.removesuffix(".lease.json"))).exists():
+                return True
+        return False
+
+    wait_for(a_has_checkpoint)
+    a.kill()
+    a.wait()
+    assert b.wait(timeout=240) == 0, (tmp_path / "b.log").read_text()
+    out = (tmp_path / "b.log").read_text()
+    assert states(study) == dict.fromkeys(range(4), "COMPLETE"), out
+    assert "its worker is gone" in out and "resuming its checkpoint" in out
+    resumed = [n for n in range(4) if "resumed from" in trial_log(study, n)]
+    assert len(resumed) == 1, out
+    for n in range(4):  # each trial trained to the end exactly once
+        assert trial_log(study, n).count("Test macro F1") == 1, trial_log(study, n)
+
+
+def test_a_requeued_worker_resumes_its_own_trial(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
+    """Grid Engine's s_rt warning (SIGUSR1): the trial checkpoints, the worker exits 99; the rerun of the same task
+    (same JOB_ID and SGE_TASK_ID) takes its trial back at once and resumes it with --resume."""
+    study = tmp_path / "study"
+    argv = tune_argv(study, data, space(tmp_path, "learning-rate log 1e-4 1e-3\n"), tiny_bert, "--trials", "1",
+                     "--lease", "3600") + ["--epochs", "12"]
+    new_study(argv)
+    task = {"JOB_ID": "77", "SGE_TASK_ID": "3"}
+    w = worker(argv, tmp_path / "first.log", **task)
+    wait_for(lambda: tune.files.checkpoint_path(tune.trial_path(study, 0)).exists())
+    w.send_signal(signal.SIGUSR1)
+    assert w.wait(timeout=120) == 99, (tmp_path / "first.log").read_text()
+    assert states(study) == {0: "RUNNING"}
+    assert "stopped at a checkpoint" in (tmp_path / "first.log").read_text()
+    w = worker(argv, tmp_path / "again.log", **task, RESTARTED="1")
+    assert w.wait(timeout=120) == 0, (tmp_path / "again.log").read_text()
+    assert states(study) == {0: "COMPLETE"}
+    assert "trial 0: its worker is gone (77.3 pid" in (tmp_path / "again.log").read_text()
+    assert "resumed from" in trial_log(study, 0) and trial_log(study, 0).count("Test macro F1") == 1
+
+
+# -------------------------------------------------------------------------------------------- tune.com
+
+
+def test_tune_com_dry_run_and_a_bad_setting(tmp_path: Path, data: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("JOB_ID", "SGE_TASK_ID", "OMP_NUM_THREADS")}
+    env.update(PYTHON=sys.executable, CONDA_MODULE="", STUDY=str(tmp_path / "study"), DATA_DIR=str(data),
+               DEVICE="cpu", DRY_RUN="1", TRIALS="8", EXTRA_ARGS="--epochs 1", SGE_TASK_ID="2")
+    r = subprocess.run(["bash", str(ROOT / "tune.com")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert (f"tune.com: command: {sys.executable} {ROOT}/tune.py {tmp_path}/study --data {data} --space "
+            f"{ROOT}/sweeps/space.txt --trials 8 --hours 0 --objective dev --dev-every 10000 --python "
+            f"{sys.executable} -- --transformer-model bert-base-uncased --epochs 1") in r.stdout
+    r = subprocess.run(["bash", str(ROOT / "tune.com")], capture_output=True, text=True, cwd=ROOT,
+                       env={**env, "CONFIRM": "2"})
+    assert f"--confirm 2 --data {data} --task 2" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(["bash", str(ROOT / "tune.com")], capture_output=True, text=True, cwd=ROOT,
+                       env={**env, "TRIALS": "many"})
+    assert r.returncode == 1 and r.stderr.strip() == "tune.com: error: TRIALS=many is not a whole number >= 1"
+
+
+def test_the_default_space_file_reads(tmp_path: Path) -> None:
+    options = [p.option for p in tune.read_space(ROOT / "sweeps" / "space.txt")]
+    assert options == ["learning-rate", "head-learning-rate", "epochs", "batch-size", "warmup-ratio", "loss",
+                       "max-length"]
