@@ -138,6 +138,8 @@ def another(action: argparse.Action, value: object) -> list[str]:
         return [flag, "[OTHER]"]
     if action.type in (int, float):
         return [flag, str(100 if value is None else value + 1 if action.type is int else value * 2 or 0.5)]
+    if action.type not in (None, str):  # a type of its own (--max-length: a number or auto): a number it takes
+        return [flag, "100" if action.type("100") != value else "101"]
     return [flag, f"{value}-other"]
 
 
@@ -285,7 +287,7 @@ def test_any_changed_value_of_any_setting_refuses_to_resume(data, tiny_bert, sto
     elif action.choices:
         words = [action.option_strings[-1], choice.draw(st.sampled_from([c for c in action.choices
                                                                            if c != parsed[action.dest]]))]
-    elif action.type is int:
+    elif action.type not in (None, str, float):  # int, or a type of its own that takes numbers (--max-length)
         words = [action.option_strings[-1], str(choice.draw(st.integers(1, 10_000).filter(
             lambda v: v != parsed[action.dest])))]
     elif action.type is float:
