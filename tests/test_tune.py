@@ -237,3 +237,38 @@ def test_the_default_space_file_reads(tmp_path: Path) -> None:
     options = [p.option for p in tune.read_space(ROOT / "sweeps" / "space.txt")]
     assert options == ["learning-rate", "head-learning-rate", "epochs", "batch-size", "warmup-ratio", "loss",
                        "max-length"]
+
+
+@pytest.mark.sge
+def test_an_array_of_two_workers_under_grid_engine_one_killed_mid_trial(sge, tmp_path: Path, data: Path,
+                                                                         tiny_bert: Path) -> None:
+    """qsub -t 1-2 tune.com under the real local Grid Engine: two workers on one journal file; task 1 is killed
+    outright mid-trial (SIGKILL to its whole process group, as a lost node or h_rt does). Task 2 takes the trial
+    over (resumed from its checkpoint) and the study ends with every trial complete, none left running."""
+    from test_jobs import job_shell
+
+    study, logs = tmp_path / "study", tmp_path / "logs"
+    logs.mkdir()
+    settings = {"PYTHON": sys.executable, "CONDA_MODULE": "", "STUDY": study, "DATA_DIR": data, "DEVICE": "cpu",
+                "MODEL": tiny_bert, "SPACE": space(tmp_path, "learning-rate log 1e-4 1e-3\n"), "TRIALS": 4,
+                "DEV_EVERY": 48, "TUNE_ARGS": "--pruner none", "EXTRA_ARGS": " ".join([*TRIAL, "--epochs", "12"]),
+                "HF_HUB_CACHE": tmp_path / "cache", "OMP_NUM_THREADS": 1}
+    j = sge.qsub("tune.com", "-t", "1-2", "-l", "ncpus=1", log_dir=logs, env=settings)
+
+    def task_1_has_a_checkpoint() -> bool:
+        for lease in (study / "trials").glob("*.lease.json") if (study / "trials").exists() else []:
+            save_fp = lease.with_name(lease.name.removesuffix(".lease.json"))
+            owner = tune.read_lease(save_fp) or {}
+            if owner.get("job") == f"{j}.1" and tune.files.checkpoint_path(save_fp).exists():
+                return True
+        return False
+
+    wait_for(task_1_has_a_checkpoint, timeout=240)
+    os.killpg(job_shell(j, 1), signal.SIGKILL)
+    records = sge.wait(j, timeout=400, records=2)
+    log2 = (logs / f"tune.o{j}.2").read_text(errors="replace")
+    assert {r["taskid"]: r["exit_status"] for r in records}["2"] == "0", log2[-3000:]
+    assert states(study) == dict.fromkeys(range(4), "COMPLETE"), log2[-3000:]
+    assert "its worker is gone" in log2 and "resuming its checkpoint" in log2, log2[-3000:]
+    for n in range(4):  # each trial trained to its end exactly once
+        assert trial_log(study, n).count("Test macro F1") == 1, trial_log(study, n)
