@@ -37,7 +37,7 @@ CPU_NOTE = make run: no GPU, so the CPU recipe: about 4 minutes on 2 cores (bert
 PAPER_ON_CPU = make run: warning: the paper's recipe on a CPU: $(RUN_EPOCHS) epochs of $(RUN_MODEL) take hours \
 	(BERT-base: about 28 minutes an epoch on 2 cores, an estimate from bench/RESULTS.md's throughput); \
 	RECIPE=cpu is the CPU recipe (minutes)
-# How a text is read (docs/own-data.md#long-texts); empty: bert_model.py's defaults (auto, truncate, 8, max)
+# How a text is read (docs/own-data.md#long-texts); empty: bert_model.py's defaults (auto, auto, 8, max)
 MAX_LENGTH  ?=
 LONG_TEXTS  ?=
 MAX_WINDOWS ?=

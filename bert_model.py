@@ -113,16 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens a text (a window with --long-texts windows); auto: the paper's 50 for GoEmotions' "
                    "own data, else the training texts' 99th percentile rounded up to a multiple of 8, at most the "
                    "model's limit; saved with the model, for predict.py")
-    p.add_argument("--long-texts", choices=lengths.LONG_TEXTS, default="truncate",
+    p.add_argument("--long-texts", choices=("auto", *lengths.LONG_TEXTS), default="auto",
                    help="a text over --max-length: cut it, keep its head and tail, or read it whole in windows whose "
-                   "logits are pooled (docs/own-data.md)")
+                   "logits are pooled; auto: truncate on GoEmotions' own data (the paper), else windows "
+                   "(docs/own-data.md)")
     p.add_argument("--stride", type=int, help="windows: tokens two consecutive windows share (default: a quarter)")
     p.add_argument("--max-windows", type=int, default=8, help="windows: at most this many a text; the rest unread")
     p.add_argument("--pooling", choices=lengths.POOLINGS, default="max", help="windows: how a text's windows' logits "
                    "become its own (in training, the loss is taken on them)")
-    p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="pooled",
-                   help="windows in training: the loss on each document's pooled logits, or each window taught "
-                   "every label of its document (simpletransformers' sliding_window)")
+    p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="each",
+                   help="windows in training: each window taught every label of its document (as simpletransformers' "
+                   "sliding_window; measured better, bench/RESULTS.md), or the loss on each document's pooled logits")
     p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (not on biases, LayerNorm)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
@@ -170,8 +171,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.add_tokens == []:  # the flag alone
         args.add_tokens = list(GOEMOTIONS_MASKS)
     losses.check_options(args, p)
-    if args.compile and args.long_texts == "windows":
-        p.error("--compile needs batches of fixed shapes: not with --long-texts windows")
     return args
 
 
@@ -236,7 +235,7 @@ def tokenize(splits: dict[str, dict], tokenizer, model, args: argparse.Namespace
     report_, special = {}, sum(map(len, encoder.special_tokens(tokenizer)))
     for name, s in splits.items():
         s["encoded"] = encoder.encode(tokenizer, s["texts"], reading)
-        if name == "train" and args.window_labels == "each" and not s["encoded"].single():
+        if name == "train" and args.window_labels == "each" and not s["encoded"].single():  # windows taught alone
             s["y"], s["encoded"] = each_window_a_text(s["y"], s["encoded"])
         report_[name] = {**lengths.summary(counts[name]), **lengths.cut_report(counts[name], reading, special)}
         env.log(lengths.summary_line(name, report_[name]) + "; " + lengths.cut_line("read", report_[name]))
@@ -250,13 +249,18 @@ def tokenize(splits: dict[str, dict], tokenizer, model, args: argparse.Namespace
 
 
 def read_as(args: argparse.Namespace, train_counts: list[int], limit: int | None, labels: list[str]) -> lengths.Reading:
-    """--max-length resolved (auto: the paper's 50 for GoEmotions' own data, else from the training texts)."""
+    """--max-length and --long-texts resolved (auto: the paper's 50 tokens, truncated, for GoEmotions' own data;
+    else the length from the training texts, and windows)."""
+    goemotions = files.read_dataset(Path(args.labels).parent) is None and files.paper_taxonomy(labels) is not None
     length = args.max_length
     if length == "auto":
-        goemotions = files.read_dataset(Path(args.labels).parent) is None and files.paper_taxonomy(labels)
         length = lengths.GOEMOTIONS_LENGTH if goemotions else lengths.auto_length(train_counts, limit)
-    reading = lengths.Reading(length, args.long_texts, args.stride, args.max_windows, args.pooling)
+    long_texts = args.long_texts if args.long_texts != "auto" else "truncate" if goemotions else "windows"
+    reading = lengths.Reading(length, long_texts, args.stride, args.max_windows, args.pooling)
     lengths.check(reading, limit)
+    if args.compile and long_texts == "windows":
+        raise UserError("--compile needs batches of fixed shapes: not with --long-texts windows (which auto chooses "
+                        "for data that is not GoEmotions': give --long-texts truncate)")
     return reading
 
 
@@ -609,9 +613,14 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
         # what compare_runs.py groups runs by: the options that can change a result but the seed, as declared in
         # files.NO_RESULT, without the parameters of losses not chosen
         "settings": {k: v for k, v in files.result_options(vars(args)).items()
-                     if k != "seed" and k not in losses.unused_options(vars(args))}
-        | {"max_length": state["reading"].max_length},
+                     if k != "seed" and k not in losses.unused_options(vars(args)) | unused_reading(state["reading"])}
+        | {"max_length": state["reading"].max_length, "long_texts": state["reading"].long_texts},
     }
+
+
+def unused_reading(reading: lengths.Reading) -> set[str]:
+    """The options of windows, where texts are not read in windows (they change nothing there)."""
+    return set() if reading.long_texts == "windows" else {"stride", "max_windows", "pooling", "window_labels"}
 
 
 def save_everything(args: argparse.Namespace, env: Env, metrics: dict, test: dict, test_probs: np.ndarray, model,

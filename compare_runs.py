@@ -41,8 +41,7 @@ LEGACY_LOSS_PARAMETERS = {"weighted-bce": ("pos_weight", "pos_weight_cap"), "foc
 # the group ids of older runs, quoted in notes and in bench/RESULTS.md, stay what they were.
 LEGACY_DEFAULTS = {"compile": False, "loss": "bce", "add_tokens": None, "pos_weight": "sqrt-inverse",
                    "pos_weight_cap": 30.0, "focal_gamma": 2.0, "focal_alpha": 0.25, "asl_gamma_neg": 4.0,
-                   "asl_gamma_pos": 0.0, "asl_clip": 0.05, "eval_batch_size": 128, "long_texts": "truncate",
-                   "stride": None, "max_windows": 8, "pooling": "max", "window_labels": "pooled"}
+                   "asl_gamma_pos": 0.0, "asl_clip": 0.05, "eval_batch_size": 128, "long_texts": "truncate"}
 SHORT_NAMES = {"learning_rate": "lr", "head_learning_rate": "head_lr"}
 FORMATS = ("text", "markdown", "tsv", "json")
 TIE_TOLERANCE = 5e-7  # predictions.tsv rounds scores to 6 decimals: closer than this, trust its `predicted`

@@ -57,7 +57,7 @@ check() {  # NAME: die unless the setting's value is valid (also used for every 
         LEARNING_RATE|THRESHOLD|CHECKPOINT_MINUTES) num "$1" ;;
         TAXONOMY) case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac ;;
         PRECISION) case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac ;;
-        LONG_TEXTS) case $LONG_TEXTS in truncate|head-tail|windows) ;; *) die "LONG_TEXTS=$LONG_TEXTS: use truncate, head-tail or windows";; esac ;;
+        LONG_TEXTS) case $LONG_TEXTS in auto|truncate|head-tail|windows) ;; *) die "LONG_TEXTS=$LONG_TEXTS: use auto, truncate, head-tail or windows";; esac ;;
         POOLING) case $POOLING in max|logsumexp|mean) ;; *) die "POOLING=$POOLING: use max, logsumexp or mean";; esac ;;
         LOSS) case $LOSS in bce|weighted-bce|focal|asl) ;; *) die "LOSS=$LOSS: use bce, weighted-bce, focal or asl";; esac ;;
     esac
@@ -169,7 +169,7 @@ EPOCHS=${EPOCHS:-4}
 BATCH_SIZE=${BATCH_SIZE:-16}                          # per GPU
 LEARNING_RATE=${LEARNING_RATE:-5e-5}
 MAX_LENGTH=${MAX_LENGTH:-auto}                        # auto: GoEmotions' 50, else from your training texts
-LONG_TEXTS=${LONG_TEXTS:-truncate}                    # truncate | head-tail | windows (docs/own-data.md)
+LONG_TEXTS=${LONG_TEXTS:-auto}                        # auto (GoEmotions: truncate, else windows) | truncate | head-tail | windows
 MAX_WINDOWS=${MAX_WINDOWS:-8}                         # windows: at most this many a text
 POOLING=${POOLING:-max}                               # windows: max | logsumexp | mean
 SEED=${SEED:-$DEFAULT_SEED}                          # see the seeds above

@@ -33,17 +33,21 @@ from multilabel import files  # noqa: E402
 
 WINDOW = 64  # tokens: a document of 8 comments is about 150 of MiniLM's tokens, so truncation reads ~3 of its 8
 VARIANTS = {
-    "truncate": ["--max-length", str(WINDOW)],
-    "head-tail": ["--max-length", str(WINDOW), "--long-texts", "head-tail"],
-    "windows-max": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max"],
-    "windows-logsumexp": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "logsumexp"],
-    "windows-mean": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "mean"],
+    "truncate": ["--max-length", str(WINDOW), "--long-texts", "truncate"],
+    "head-tail": ["--max-length", str(WINDOW), "--long-texts", "head-tail"],  # (--window-labels: no effect)
+    "windows-max": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
+                    "--window-labels", "pooled"],
+    "windows-logsumexp": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "logsumexp",
+                          "--window-labels", "pooled"],
+    "windows-mean": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "mean",
+                     "--window-labels", "pooled"],
     "windows-each": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
                      "--window-labels", "each"],
-    "truncate-256": ["--max-length", "256"],  # reads every document whole: the ceiling
+    "truncate-256": ["--max-length", "256", "--long-texts", "truncate"],  # every document whole: the ceiling
     # pooled windows at batch 5 documents: about as many steps an epoch, and windows a step, as windows-each's
     # 16 windows a step (a document is ~3 windows), so that the two differ in how windows are taught only
-    "windows-max-b5": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max", "--batch-size", "5"],
+    "windows-max-b5": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
+                       "--window-labels", "pooled", "--batch-size", "5"],
 }
 RECIPE = ["--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-4", "--head-learning-rate", "3e-3",
           "--init-bias-from-prior"]

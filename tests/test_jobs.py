@@ -116,7 +116,7 @@ def test_training_job_defaults_are_the_hec_paths_and_the_paper_settings(hec: Pat
     cmd, data, save = command_of(r.stdout), hec / "data" / "go-emotions", hec / "models" / "go-emotions"
     assert cmd.startswith(f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv "
                           f"{data}/emotions.txt {save}/bert-base-uncased --transformer-model bert-base-uncased "
-                          "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length auto --long-texts truncate "
+                          "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length auto --long-texts auto "
                           "--max-windows 8 --pooling max --seed 42 --threshold 0.3 "
                           "--taxonomy original --loss bce --precision auto --checkpoint-every 0 "
                           "--checkpoint-minutes 10 --resume ")

@@ -63,7 +63,7 @@ def test_a_label_evidenced_only_after_token_512_is_learned_with_windows_not_with
     f1 = {}
     # truncation never sees the evidence, however long it trains: 2 epochs are enough to show it
     for name, reading in (("windows", ("--epochs", "6", "--max-length", "64", "--long-texts", "windows",
-                                       "--max-windows", "16")),
+                                       "--max-windows", "16", "--window-labels", "pooled")),
                           ("truncate", ("--epochs", "2", "--max-length", "512"))):
         r = run_script(*train_args(planted, tmp_path / name, tiny_512, *common, *reading,
                                    "--metrics-file", tmp_path / f"{name}.json"))
@@ -132,7 +132,8 @@ def test_max_length_auto_is_the_p99_of_training_texts_saved_and_used_by_predict(
     r = run_script(*train_args(data, tmp_path / "m", tiny_bert, "--epochs", "1", "--batch-size", "16",
                                "--predictions-file", tmp_path / "p.tsv", "--precision", "fp32"))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"texts read as: {expected} tokens: a longer text is cut" in r.stdout + r.stderr
+    # and, not being GoEmotions, read whole in windows (--long-texts auto)
+    assert f"texts read as: {expected} tokens a window, overlapping by a quarter" in r.stdout + r.stderr
     saved = json.loads((tmp_path / "m" / files.MODEL_SETTINGS).read_text())
     assert saved["max_length"] == expected and saved["args"]["max_length"] == "auto"
     # predict.py reads the saved length: its scores are training's own on the test split (texts of 102 tokens)
@@ -146,7 +147,7 @@ def test_max_length_auto_is_the_p99_of_training_texts_saved_and_used_by_predict(
 def test_goemotions_own_data_keeps_the_papers_50(trained):
     _, out, r = trained
     saved = json.loads((out / "model" / files.MODEL_SETTINGS).read_text())
-    assert saved["max_length"] == 50 and saved["long_texts"] == "truncate"
+    assert saved["max_length"] == 50 and saved["long_texts"] == "truncate" and saved["args"]["long_texts"] == "auto"
     assert "texts read as: 50 tokens" in r.stdout + r.stderr
     assert "train: 160 texts, tokens median" in r.stdout + r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
