@@ -42,8 +42,8 @@ MAX_LENGTH  ?=
 LONG_TEXTS  ?=
 MAX_WINDOWS ?=
 POOLING     ?=
-LENGTH_ARGS = $(if $(MAX_LENGTH),--max-length $(MAX_LENGTH)) $(if $(LONG_TEXTS),--long-texts $(LONG_TEXTS)) \
-	$(if $(MAX_WINDOWS),--max-windows $(MAX_WINDOWS)) $(if $(POOLING),--pooling $(POOLING))
+LENGTH_ARGS = $(strip $(if $(MAX_LENGTH),--max-length $(MAX_LENGTH)) $(if $(LONG_TEXTS),--long-texts $(LONG_TEXTS)) \
+	$(if $(MAX_WINDOWS),--max-windows $(MAX_WINDOWS)) $(if $(POOLING),--pooling $(POOLING)))
 # Anything else for bert_model.py (after the recipe's, so it wins), e.g. TRAIN_ARGS="--max-train-examples 2000"
 TRAIN_ARGS ?=
 
@@ -82,7 +82,7 @@ run: $(VENV)/.installed $(if $(DATA_FILE),prepare)
 	$(PY) bert_model.py $(DATA_DIR)/train.tsv $(DATA_DIR)/dev.tsv $(DATA_DIR)/test.tsv \
 		$(DATA_DIR)/emotions.txt $(OUT_DIR)/model --transformer-model $(RUN_MODEL) --epochs $(RUN_EPOCHS) \
 		--metrics-file $(OUT_DIR)/metrics.json --predictions-file $(OUT_DIR)/predictions.tsv \
-		$(CUDA) $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS)) $(LENGTH_ARGS) $(TRAIN_ARGS)
+		$(CUDA) $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS)) $(strip $(LENGTH_ARGS) $(TRAIN_ARGS))
 
 .PHONY: sweep
 sweep: $(VENV)/.installed
