@@ -64,7 +64,7 @@ def test_a_label_evidenced_only_after_token_512_is_learned_with_windows_not_with
     # truncation never sees the evidence, however long it trains: 2 epochs are enough to show it
     for name, reading in (("windows", ("--epochs", "6", "--max-length", "64", "--long-texts", "windows",
                                        "--max-windows", "16", "--window-labels", "pooled")),
-                          ("truncate", ("--epochs", "2", "--max-length", "512"))):
+                          ("truncate", ("--epochs", "2", "--max-length", "512", "--long-texts", "truncate"))):
         r = run_script(*train_args(planted, tmp_path / name, tiny_512, *common, *reading,
                                    "--metrics-file", tmp_path / f"{name}.json"))
         assert r.returncode == 0, r.stderr[-2000:]
