@@ -79,6 +79,12 @@ def write_goemotions(path: Path, texts: list[tuple[str, str]]) -> Path:
     return path
 
 
+def long_corpus(path: Path, texts: list[tuple[str, str]], rows: int = 2000) -> Path:
+    """ROWS rows cycling through TEXTS (ids made unique): a run that is still going when stop_after_a_chunk's
+    signal comes (40 rows took 0.1 s in all, which let a run finish before it)."""
+    return write_goemotions(path, [(texts[i % len(texts)][0], f"r{i}") for i in range(rows)])
+
+
 # --------------------------------------------------------------------------- the command line
 
 
@@ -481,7 +487,7 @@ def test_top_k_beyond_the_labels_ranks_every_label(model: Path, tmp_path: Path):
 def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(model: Path, texts, tmp_path: Path):
     import shutil
 
-    corpus = write_goemotions(tmp_path / "c.tsv", texts[:60])
+    corpus = long_corpus(tmp_path / "c.tsv", texts)
     own = tmp_path / "model"
     shutil.copytree(model, own)
     out = tmp_path / "labels.tsv"
@@ -496,7 +502,7 @@ def test_resume_refuses_another_model_or_an_input_rewritten_at_the_same_size(mod
     one_line_error(predict(own, *resume), "written with other settings (input_sha256)")
     corpus.write_bytes(data)
     ok(predict(own, *resume))
-    assert len(read_tsv(out)) == 60
+    assert len(read_tsv(out)) == 2000
 
 
 def test_merge_refuses_parts_that_are_not_of_one_run(model: Path, texts, tmp_path: Path):
@@ -527,7 +533,7 @@ def test_a_full_disk_names_the_output_not_the_input(model: Path, texts, tmp_path
 def test_resume_refuses_a_change_to_any_option_that_shapes_the_output(model: Path, texts, tmp_path: Path):
     """Stopped after its first chunk, a run resumed with any one of its shaping options changed is refused, by
     name; the stopped run's files are kept, and with the same options it finishes."""
-    corpus = write_goemotions(tmp_path / "c.tsv", texts[:40])
+    corpus = long_corpus(tmp_path / "c.tsv", texts)
     out = tmp_path / "labels.tsv"
     base = [model, "--input", corpus, "--output", out, "--chunk-size", "10", "--batch-size", "1"]
     stop_after_a_chunk(base, out)
@@ -541,4 +547,4 @@ def test_resume_refuses_a_change_to_any_option_that_shapes_the_output(model: Pat
         assert r.returncode == 1 and name in r.stderr and "written with other settings" in r.stderr, (name, r.stderr)
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("labels")} == kept, name
     ok(predict(*base, "--resume"))
-    assert len(read_tsv(out)) == 40
+    assert len(read_tsv(out)) == 2000
