@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import json
 import math
 import os
@@ -718,8 +719,15 @@ def confirm_runs(study: optuna.Study, args: argparse.Namespace) -> list[tuple[st
     if not done:
         raise UserError(f"{args.study}: no finished trial to confirm yet")
     groups = [(f"trial-{t.number:04d}", trial_args(t, study)) for t in done[:args.confirm]]
-    groups.append(("baseline", [*study.user_attrs["fixed"], *shlex.split(args.baseline)]))
+    baseline = [*study.user_attrs["fixed"], *shlex.split(args.baseline)]
+    groups.append((baseline_name(baseline), baseline))
     return [(name, 42 + s, [*opts, "--seed", str(42 + s)]) for name, opts in groups for s in range(args.seeds)]
+
+
+def baseline_name(options: list[str]) -> str:
+    """The baseline's runs are named for its options, so that a --confirm with another --baseline never takes
+    an earlier baseline's finished runs for its own."""
+    return "baseline-" + hashlib.sha256(shlex.join(options).encode()).hexdigest()[:8]
 
 
 def confirm(args: argparse.Namespace) -> int:
@@ -779,11 +787,12 @@ def compare(runs: list, args: argparse.Namespace, objective: str) -> int:
     groups = json.loads(compare_runs(*metrics, "--format", "json"))["groups"]
     of = {Path(run["path"]).resolve(): g["id"] for g in groups for run in g["runs"]}
     ids = {name: of[Path(m).resolve()] for (name, _, _), m in zip(runs, metrics, strict=True)}
-    for name in dict.fromkeys(n for n, _, _ in runs if n != "baseline"):
-        if ids[name] == ids["baseline"]:
+    baseline = runs[-1][0]
+    for name in dict.fromkeys(n for n, _, _ in runs if n != baseline):
+        if ids[name] == ids[baseline]:
             print(f"{name}: the same settings as the baseline")
             continue
-        out = compare_runs(*metrics, *tuned, "--compare", ids[name], ids["baseline"])
+        out = compare_runs(*metrics, *tuned, "--compare", ids[name], ids[baseline])
         print(f"\n{name} against the baseline:\n" + out[out.index("Paired bootstrap"):].strip())
     return 0
 

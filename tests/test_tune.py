@@ -4,6 +4,7 @@ trial, --report and --confirm, and bad input in one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,11 @@ def space(tmp_path: Path, text: str) -> Path:
 def tune_argv(study: Path, data: Path, space_file: Path, model: Path, *options: str) -> list[str]:
     return [str(study), "--data", str(data), "--space", str(space_file), "--dev-every", "48", *options,
             "--", "--transformer-model", str(model), *TRIAL]
+
+
+def tune_fixed(study: Path) -> list[str]:
+    """The study's fixed bert_model.py options, as its first worker recorded them."""
+    return tune.open_study(tune.parse_args([str(study)]), create=False).user_attrs["fixed"]
 
 
 def new_study(argv: list[str]) -> optuna.Study:
@@ -154,11 +160,22 @@ def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Pat
     r = run_script("tune.py", str(study), "--confirm", "1", "--seeds", "2", "--workers", "2",
                    "--baseline", "--learning-rate 1e-3 --epochs 1", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
+    first = tune.baseline_name([*tune_fixed(study), "--learning-rate", "1e-3", "--epochs", "1"])
     assert sorted(p.name for p in (study / "confirm").glob("*.metrics.json")) == [
-        "baseline-seed42.metrics.json", "baseline-seed43.metrics.json",
+        f"{first}-seed42.metrics.json", f"{first}-seed43.metrics.json",
         "trial-0000-seed42.metrics.json", "trial-0000-seed43.metrics.json"]
     assert r.stdout.count("2 (seed 42, 43)") == 2  # compare_runs' table: two groups of two seeds
     assert "trial-0000 against the baseline:\nPaired bootstrap over 64 test examples" in r.stdout
+
+    # another baseline: its own runs, never the first baseline's finished ones under its name
+    r = run_script("tune.py", str(study), "--confirm", "1", "--seeds", "2", "--workers", "2",
+                   "--baseline", "--learning-rate 1e-3 --epochs 2", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("confirm: baseline-") == 2 and "confirm: trial-0000" not in r.stdout  # trial runs kept
+    second = tune.baseline_name([*tune_fixed(study), "--learning-rate", "1e-3", "--epochs", "2"])
+    for seed in (42, 43):
+        assert json.loads((study / "confirm" / f"{second}-seed{seed}.metrics.json").read_text())["settings"][
+            "epochs"] == 2
 
 
 def test_concurrent_workers_one_sigkilled_mid_trial(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
