@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -374,15 +375,36 @@ class Predictions:
     predicted: np.ndarray  # at the run's threshold, from the scores
 
 
-def read_predictions(path: Path, labels: list[str], threshold: float | np.ndarray) -> Predictions:
+def read_predictions(path: Path, labels: list[str], threshold: float | np.ndarray,
+                     reported: float | None = None) -> Predictions:
     """A run's predictions.tsv (files.read_predictions), predicted again at `threshold`: a scalar is the run's own,
-    where a score rounded onto it keeps the file's own decision."""
+    where a score rounded onto it keeps the file's own decision; per-label thresholds (tuned on dev) have no column
+    of decisions, so scores rounded onto them are settled by the macro F1 the run REPORTED (settle_ties)."""
     found = files.read_predictions(path, labels)
     predicted = found.scores > threshold
+    ties = list(zip(*np.nonzero(np.abs(found.scores - threshold) < TIE_TOLERANCE), strict=True))
     if np.isscalar(threshold):  # the file's `predicted` column is at the run's threshold
-        for i, j in zip(*np.nonzero(np.abs(found.scores - threshold) < TIE_TOLERANCE), strict=True):
+        for i, j in ties:
             predicted[i, j] = j in found.predicted[i]
+    elif reported is not None:
+        predicted = settle_ties(found.gold, predicted, ties, reported)
     return Predictions(ids=found.ids, gold=found.gold, predicted=predicted)
+
+
+def settle_ties(gold: np.ndarray, predicted: np.ndarray, ties: list[tuple[int, int]], reported: float,
+                most: int = 12) -> np.ndarray:
+    """The decisions on scores that the file's 6 decimals rounded onto their threshold (the run saw the unrounded
+    score: either side): the first of the 2^ties choices that gives the REPORTED macro F1. Unchanged where there
+    are no ties, more than MOST, or no choice gives it (then the F1 check refuses the file)."""
+    if not ties or len(ties) > most or abs(macro_f1(gold, predicted) - reported) <= F1_TOLERANCE:
+        return predicted
+    for choice in itertools.product((False, True), repeat=len(ties)):
+        trial = predicted.copy()
+        for (i, j), on in zip(ties, choice, strict=True):
+            trial[i, j] = on
+        if abs(macro_f1(gold, trial) - reported) <= F1_TOLERANCE:
+            return trial
+    return predicted
 
 
 def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
@@ -405,8 +427,9 @@ def load_side_predictions(side: Side, key: str) -> list[Predictions]:
             threshold = np.array([float(tuned[n]) for n in run.labels])
         else:
             threshold = float(run.metrics["threshold"])
-        preds = read_predictions(path, run.labels, threshold)
-        recomputed, reported = macro_f1(preds.gold, preds.predicted), run.metrics[key]["macro"]["f1"]
+        reported = run.metrics[key]["macro"]["f1"]
+        preds = read_predictions(path, run.labels, threshold, reported)
+        recomputed = macro_f1(preds.gold, preds.predicted)
         if abs(recomputed - reported) > F1_TOLERANCE:
             raise UserError(f"{path}: test macro F1 {'with dev-tuned thresholds ' * (key == 'test_tuned')}from its "
                             f"scores is {recomputed:.6f}, but {run.path} says {reported:.6f}: not this run's "

@@ -334,6 +334,26 @@ def test_a_score_rounded_onto_the_threshold_keeps_the_files_decision(tmp_path: P
     assert c["score_a"] == pytest.approx(1)
 
 
+def test_a_score_rounded_onto_a_tuned_threshold_is_settled_by_the_reported_f1(tmp_path: Path) -> None:
+    """With dev-tuned thresholds there is no column of decisions: a score the file rounds onto its label's tuned
+    threshold (the run saw 0.4300004, above 0.43) is decided as the run's reported F1 says, not refused."""
+    gold = gold_40()
+    scores = perfect(gold)
+    scores[0, 0] = 0.4300004  # example 0 has joy: a true positive at joy's tuned 0.43; the file says 0.430000
+    scores[1, 1] = 0.4300004  # example 1 has no anger: a false positive at anger's tuned 0.43
+    runs = {}
+    for name, third in (("a", 0.3), ("b", 0.43)):
+        runs[name] = write_run(tmp_path / name, gold, scores)
+        m = json.loads(runs[name].read_text())
+        m["thresholds"] = {"joy": 0.43, "anger": 0.43, "neutral": third}
+        truth = scores > np.array(list(m["thresholds"].values()))
+        m["test_tuned"]["macro"]["f1"] = float(f1_score(gold, truth, average="macro", zero_division=0))
+        runs[name].write_text(json.dumps(m))
+    assert abs(m["test_tuned"]["macro"]["f1"] - 1.0) > 0.01  # the false positive counts
+    c = compare_json("--compare", runs["a"], runs["b"], "--thresholds", "tuned")["comparison"]
+    assert c["score_a"] == c["score_b"] == pytest.approx(m["test_tuned"]["macro"]["f1"])
+
+
 @pytest.mark.parametrize("content, words", [
     (None, ["no such file or folder"]),
     ('{"labels": ["joy"], "taxonomy": "orig', ["metrics.json:1: not valid JSON"]),
