@@ -4,10 +4,11 @@ would have run unpruned (each pruned trial's epochs x steps per epoch, from its 
     python bench/tune_pruning.py STUDY
     python bench/tune_pruning.py STUDY --finish OUT [--workers 2]
 
-Steps are counted from each trial's SAVE_FP.dev.jsonl (its last dev score's global step). Seconds unpruned are an
-estimate: each pruned trial's remaining steps at the seconds per step of a straight line fitted to the finished
-trials' (steps, seconds): its slope is the cost of a training step with its share of dev scoring, without the
-fixed cost of loading the model and scoring test.
+Steps are counted from each trial's SAVE_FP.dev.jsonl (its last dev score's global step); a pruned trial's steps
+unpruned count its texts, a lower bound where long texts are read in several windows (it says so). Seconds
+unpruned are an estimate: each pruned trial's remaining steps at the seconds per step of a straight line fitted to
+the finished trials' (steps, seconds): its slope is the cost of a training step with its share of dev scoring,
+without the fixed cost of loading the model and scoring test.
 
 --finish measures it instead: every pruned trial is run again to its end with the very command the study ran (the
 same seed and settings, so the same steps up to where it was pruned; this checkout's bert_model.py), in OUT/trials,
@@ -67,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         return finish_pruned(study, Path(args.study).resolve(), args.finish.resolve(), args.workers)
     n_train = len(files.read_lines(Path(study.user_attrs["data"]) / "train.tsv", "the training split"))
     ran = full = 0
+    windows = False  # a finished trial ran more steps than its texts make: texts read in several windows
     seconds_done, finished = 0.0, []
     print(f"{'trial':>5} {'state':<8} {'steps run':>9} {'steps unpruned':>14} {'seconds':>8} {'dev F1':>7}")
     for t in study.get_trials(deepcopy=False):
         progress = files.read_progress(files.progress_path(tune.trial_path(Path(args.study), t.number)))
         steps = progress[-1]["global_step"] if progress else 0
-        whole = full_steps(tune.fixed_options(tune.trial_args(t, study)), n_train)
+        counted = full_steps(tune.fixed_options(tune.trial_args(t, study)), n_train)
+        windows = windows or (t.state.name == "COMPLETE" and steps > counted)
+        whole = steps if t.state.name == "COMPLETE" else counted
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
         if t.state.name == "COMPLETE":
             finished.append((steps, seconds))
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all trials: {ran} training steps run, {full} unpruned ({100 * (1 - ran / full):.0f}% saved); "
           f"{seconds_done:.0f} s of trials, unpruned about {seconds_done + (full - ran) * rate:.0f} s (estimate: "
           f"{rate:.3f} s per training step, fitted to the finished trials)")
+    if windows:
+        print("texts were read in windows (finished trials ran more steps than their texts make): a pruned trial's "
+              "steps unpruned count texts, not windows, so they and the saving are lower bounds (--finish measures)")
     return 0
 
 
