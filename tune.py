@@ -31,6 +31,7 @@ import os
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -108,7 +109,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="score dev every this many training examples, for the pruner (and at epochs' ends)")
     p.add_argument("--pruner", choices=["median", "none"], default="median")
     p.add_argument("--prune-after", type=int, default=4,
-                   help="finished trials needed (in all, and with a score at that point) before one is pruned")
+                   help="finished trials of the same epochs with a score at a point before one is pruned there")
     p.add_argument("--random-trials", type=int, default=8, help="trials sampled at random before TPE models")
     p.add_argument("--sampler-seed", type=int, help="TPE's seed (each worker adds its number)")
     p.add_argument("--storage", help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the journal")
@@ -329,10 +330,29 @@ def sampler(args: argparse.Namespace) -> optuna.samplers.BaseSampler:
 def pruner(args: argparse.Namespace) -> optuna.pruners.BasePruner:
     if args.pruner == "none":
         return optuna.pruners.NopPruner()
-    # n_min_trials: a point needs that many finished trials' scores before anything is pruned there (Optuna's
-    # default, 1, prunes a trial for being below the one trial that has trained that long)
-    return optuna.pruners.MedianPruner(n_startup_trials=args.prune_after, n_warmup_steps=0,
-                                       n_min_trials=args.prune_after)
+    return MedianOfTheSameLength(args.prune_after)
+
+
+class MedianOfTheSameLength(optuna.pruners.BasePruner):
+    """Optuna's median rule (a trial whose best dev score so far is below the median of the finished trials'
+    scores at this point is pruned), with two changes, both measured (bench/RESULTS.md, "Tuning"):
+    - a trial is compared only with finished trials of the same length (the same epochs): at the same examples
+      seen, a 1-epoch trial's learning rate has decayed further than a 3-epoch trial's, and Optuna's MedianPruner
+      pruned the longer, better trials of a study for starting slower;
+    - a point needs AFTER such finished trials' scores before anything is pruned there (Optuna's default, 1,
+      pruned a trial for being below the one trial that had trained that long)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        point = trial.last_step
+        if point is None:
+            return False
+        length = trial.params.get("epochs")  # None: fixed for the whole study
+        peers = [t.intermediate_values[point] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.params.get("epochs") == length and point in t.intermediate_values]
+        return len(peers) >= self.after and max(trial.intermediate_values.values()) < statistics.median(peers)
 
 
 def trial_path(study_dir: Path, number: int) -> Path:

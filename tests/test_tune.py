@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers import ROOT, run_script, write_slice
+from optuna.trial import TrialState
 
 import tune
 
@@ -134,14 +135,14 @@ def test_a_study_of_another_dataset_is_refused(tmp_path: Path, data: Path, goemo
 
 
 def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
-    """Trial 0 finishes; trial 1 (a learning rate that wrecks the model) is below it at the first dev score and
-    stopped there, long before its 30 epochs; --report and --confirm read the study."""
+    """Trial 0 finishes; trial 1, as long (a learning rate that wrecks the model), is below it at the first dev
+    score and stopped there, long before its 4 epochs; --report and --confirm read the study."""
     study = tmp_path / "study"
     argv = tune_argv(study, data, space(tmp_path, "learning-rate log 1e-7 3e-2\nepochs int 1 30\n"), tiny_bert,
                      "--trials", "2", "--prune-after", "1")
     s = new_study(argv)
-    s.enqueue_trial({"learning-rate": 1e-7, "epochs": 1})
-    s.enqueue_trial({"learning-rate": 3e-2, "epochs": 30})
+    s.enqueue_trial({"learning-rate": 1e-7, "epochs": 4})
+    s.enqueue_trial({"learning-rate": 3e-2, "epochs": 4})
     r = run_script("tune.py", *argv, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert states(study) == {0: "COMPLETE", 1: "PRUNED"}, r.stdout
@@ -149,7 +150,7 @@ def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Pat
     assert "SIGTERM: checkpoint written" in trial_log(study, 1)  # stopped as a requeue stops it
     pruned = tune.trial_path(study, 1)
     assert not tune.beside(pruned, ".checkpoint.pt").exists() and not tune.beside(pruned, ".metrics.json").exists()
-    assert len(tune.files.read_progress(tune.files.progress_path(pruned))) < 30  # 30 epochs would score 120 times
+    assert len(tune.files.read_progress(tune.files.progress_path(pruned))) < 4  # 4 epochs would score 16 times
 
     r = run_script("tune.py", str(study), "--report")
     assert r.returncode == 0, r.stderr
@@ -176,6 +177,32 @@ def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Pat
     for seed in (42, 43):
         assert json.loads((study / "confirm" / f"{second}-seed{seed}.metrics.json").read_text())["settings"][
             "epochs"] == 2
+
+
+def test_a_trial_is_pruned_only_against_finished_trials_of_its_length() -> None:
+    """At the same examples seen, a 3-epoch trial trails 1-epoch trials (its learning rate has decayed less):
+    Optuna's MedianPruner prunes it; tune.py's pruner waits for 4 finished 3-epoch trials, then prunes it only if
+    it is below their median."""
+    study = optuna.create_study(direction="maximize")
+    epochs = {"epochs": optuna.distributions.IntDistribution(1, 3)}
+
+    def trial(length: int, score: float, state: TrialState = TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(params={"epochs": length}, distributions=epochs, state=state,
+                                         value=score if state == TrialState.COMPLETE else None,
+                                         intermediate_values={1: score})
+
+    for _ in range(4):
+        study.add_trial(trial(1, 0.5))
+    slow = trial(3, 0.2, TrialState.RUNNING)
+    rule = tune.MedianOfTheSameLength(4)
+    assert optuna.pruners.MedianPruner(n_startup_trials=4, n_min_trials=4).prune(study, slow)
+    assert not rule.prune(study, slow)
+    for _ in range(3):
+        study.add_trial(trial(3, 0.3))
+    assert not rule.prune(study, slow)  # 3 finished trials of its length: not yet
+    study.add_trial(trial(3, 0.3))
+    assert rule.prune(study, slow)
+    assert not rule.prune(study, trial(3, 0.35, TrialState.RUNNING))
 
 
 def test_concurrent_workers_one_sigkilled_mid_trial(tmp_path: Path, data: Path, tiny_bert: Path) -> None:
