@@ -6,7 +6,7 @@ authors pick themselves, several per package. A random sample of the registry's 
 in PyPI's JSON API; packages without a summary or a topic are left out, and so is every package whose summary
 another package has too (templates such as "A small example package"), so that no text is in two splits.
 
-    python bench/pypi_topics.py OUT.csv [--packages 30000] [--seed 0]
+    python bench/pypi_topics.py OUT.csv [--packages 30000] [--seed 0] [--registry URL]
     python prepare_data.py OUT.csv DATA_DIR --id-column id --min-count 30
 
 The CSV (id, text, labels; labels joined by ",") and OUT.json beside it (the date, the counts) are the user's
@@ -29,8 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-INDEX = "https://pypi.org/simple/"
-PROJECT = "https://pypi.org/pypi/{}/json"
+REGISTRY = "https://pypi.org/"  # its simple index at simple/, a project's JSON at pypi/NAME/json
 
 
 def get(url: str, tries: int = 3) -> bytes | None:
@@ -51,14 +50,14 @@ def get(url: str, tries: int = 3) -> bytes | None:
     return None
 
 
-def package_names() -> list[str]:
+def package_names(registry: str) -> list[str]:
     """Every project name in the registry's simple index (its HTML form)."""
-    return re.findall(r'<a href="[^"]*">([^<]+)</a>', get(INDEX).decode())
+    return re.findall(r'<a href="[^"]*">([^<]+)</a>', get(registry + "simple/").decode())
 
 
-def topics_of(name: str) -> tuple[str, str, list[str]] | None:
+def topics_of(registry: str, name: str) -> tuple[str, str, list[str]] | None:
     """(name, summary, top-level topics) of a package, or None."""
-    body = get(PROJECT.format(name))
+    body = get(f"{registry}pypi/{name}/json")
     if body is None:
         return None
     info = json.loads(body)["info"]
@@ -73,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packages", type=int, default=30000, help="package names to look up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=16, help="requests at a time")
+    p.add_argument("--registry", default=REGISTRY, help="the registry's base URL (ending in /)")
     args = p.parse_args(argv)
-    names = package_names()
+    names = package_names(args.registry)
     sample = sorted(random.Random(args.seed).sample(names, min(args.packages, len(names))))
     print(f"{len(names)} packages in the index; looking up {len(sample)}", file=sys.stderr)
     with ThreadPoolExecutor(args.workers) as pool:
-        found = [r for r in pool.map(topics_of, sample) if r is not None]
+        found = [r for r in pool.map(lambda name: topics_of(args.registry, name), sample) if r is not None]
     shared = {s for s, n in Counter(s.casefold() for _, s, _ in found).items() if n > 1}
     rows = [r for r in found if r[1].casefold() not in shared]
     tmp = args.out.with_name(args.out.name + ".tmp")

@@ -148,3 +148,36 @@ def test_time_to_accuracy_front_ratio_and_train_cap():
         ["--epochs", "1", "--seed", "1", "--max-train-examples", "64"]
     assert cap(["--max-train-examples", "10"], 64)[-1] == "10" and cap(["--epochs", "1"], None) == ["--epochs", "1"]
     assert set(tta.DEFAULT_CANDIDATES) <= set(tta.CANDIDATES)
+
+
+def test_pypi_topics_builds_a_dataset_from_a_registry_on_loopback(tmp_path):
+    """bench/pypi_topics.py against a registry stand-in: a package with two topics is a row (after a 503, retried),
+    one without a topic or summary is not, two sharing a summary are both dropped, a name whose project is gone
+    (404) is skipped."""
+    from helpers import DataServer, Reply
+
+    server = DataServer(tmp_path, prefix="/")
+    projects = {
+        "alpha": ("Fit curves  to\tdata", ["Topic :: Scientific/Engineering :: Physics", "Topic :: Utilities",
+                                           "License :: OSI Approved :: MIT License"]),
+        "beta": ("A web crawler", ["Topic :: Internet :: WWW/HTTP"]),
+        "gamma": ("No topic here", ["Programming Language :: Python :: 3"]),
+        "delta": ("", ["Topic :: Utilities"]),
+        "twin-1": ("A small example package", ["Topic :: Utilities"]),
+        "twin-2": ("a small example package", ["Topic :: Internet"]),
+    }
+    index = "".join(f'<a href="/simple/{n}/">{n}</a>\n' for n in [*projects, "gone"])
+    server.always("simple/", Reply(body=f"<!DOCTYPE html><html><body>\n{index}</body></html>".encode()))
+    for name, (summary, classifiers) in projects.items():
+        server.always(f"pypi/{name}/json", Reply(body=json.dumps(
+            {"info": {"summary": summary, "classifiers": classifiers}, "releases": {}}).encode()))
+    server.script("pypi/alpha/json", Reply(503, body=b"busy"))
+    out = tmp_path / "topics.csv"
+    r = run_script("bench/pypi_topics.py", out, "--registry", server.url, "--packages", "100", "--workers", "3")
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().splitlines() == [
+        "id,text,labels", 'alpha,Fit curves to data,"Scientific/Engineering,Utilities"', "beta,A web crawler,Internet"]
+    facts = json.loads((tmp_path / "topics.json").read_text())
+    assert (facts["index_packages"], facts["looked_up"], facts["with_summary_and_topic"]) == (7, 7, 4)
+    assert (facts["summary_shared_left_out"], facts["rows"], facts["labels_per_row"]) == (2, 2, 1.5)
+    assert server.count("pypi/alpha/json") == 2 and server.count("pypi/gone/json") == 1
