@@ -10,8 +10,8 @@ or --storage URL for a database), and one run folder per trial, trials/trial-NNN
 .metrics.json, .predictions.tsv, .dev.jsonl, .log and .lease.json beside it. The search space is a small file
 (sweeps/space.txt). A trial reports its dev macro F1 every --dev-every training examples (bert_model.py writes it
 to SAVE_FP.dev.jsonl); a trial below the median of the finished trials of its length (its epochs) at the same
-point is stopped with SIGTERM (it checkpoints and exits 99) and marked pruned. The objective is dev macro F1 (at the threshold, or with thresholds
-tuned on dev); test is never read during the search.
+point is stopped with SIGTERM (it checkpoints and exits 99) and marked pruned. The objective is dev macro F1 (at
+the threshold, or with thresholds tuned on dev); test is never read during the search.
 
 Cluster-proof: each worker holds a lease on its trial (a file it rewrites every --heartbeat seconds). A trial whose
 worker is gone (its lease expired, or its process dead on this host, or it is this Grid Engine task before a
