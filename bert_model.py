@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from multilabel import checkpoint, encoder, files, lengths, losses, report
+from multilabel import checkpoint, encoder, files, lengths, losses, outputs, report
 from multilabel.device import Env, all_ranks_finite, hardware, setup
 from multilabel.files import UserError
 
@@ -42,7 +42,9 @@ GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and re
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return fine_tune(args, files.command_line("bert_model.py", argv))
+        master = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 holds the locks
+        with outputs.claim("bert_model.py", run_inputs(args), run_outputs(args), lock=master):
+            return fine_tune(args, files.command_line("bert_model.py", argv))
     except KeyboardInterrupt:  # Ctrl-C; a job's stop signals checkpoint instead (checkpoint.Stopper)
         print("bert_model.py: error: interrupted", file=sys.stderr)
         return 130
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
     started = time.time()
-    save_fp, ckpt_path = output_paths(args.save_fp)
+    save_fp, ckpt_path = output_paths(args.save_fp, args.resume)
     data_sha256 = checkpoint.data_checksums(vars(args))  # the data's content, checked on resume and recorded
     resumable = checkpoint_to_resume(args, ckpt_path, data_sha256)
     env = setup(args.cuda, args.precision, "bert_model.py")
@@ -177,14 +179,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # -------------------------------------------------------------------------------------------- setting up
 
 
-def output_paths(save_fp_arg: str) -> tuple[Path, Path]:
-    """SAVE_FP will be replaced at the end: refuse anything but an empty or a model folder. And the checkpoint."""
+def run_inputs(args: argparse.Namespace) -> list[outputs.Input]:
+    """What the run reads: the data files, and the base model's folder (loaded whole) where it is a local one."""
+    found = [outputs.Input(Path(p), "a data file of this run") for p in files.data_files(vars(args))]
+    if Path(args.transformer_model).is_dir():
+        found.append(outputs.Input(Path(args.transformer_model), "the base model (--transformer-model)", folder=True))
+    return found
+
+
+def run_outputs(args: argparse.Namespace) -> list[outputs.Output]:
+    """What the run writes: SAVE_FP (replaced whole at the end), the files beside it, and the files asked for."""
+    save_fp = Path(args.save_fp)
+    plot = args.plot_file or (Path(args.metrics_file).with_suffix(".png") if args.metrics_file else None)
+    return [outputs.Output(save_fp, "the model folder (SAVE_FP)", folder=True, ours=encoder.saved_model_folder),
+            outputs.Output(files.checkpoint_path(save_fp), "the checkpoint", named=False),
+            outputs.Output(files.progress_path(save_fp), "the dev progress file", named=False,
+                           ours=outputs.json_lines_with("global_step")),
+            outputs.Output(args.metrics_file and Path(args.metrics_file), "the metrics (--metrics-file)"),
+            outputs.Output(args.predictions_file and Path(args.predictions_file),
+                           "the predictions (--predictions-file)"),
+            outputs.Output(plot and Path(plot), "the plot (--plot-file)", named=bool(args.plot_file),
+                           ours=outputs.png)]
+
+
+def output_paths(save_fp_arg: str, resume: bool) -> tuple[Path, Path]:
+    """SAVE_FP and its checkpoint; a stopped run's checkpoint is continued with --resume, never silently dropped."""
     save_fp = Path(save_fp_arg)
-    replaceable = save_fp.is_dir() and (not any(save_fp.iterdir()) or (save_fp / "config.json").exists())
-    if save_fp.exists() and not replaceable:
-        raise UserError(f"{save_fp}: exists and is not a model folder (it would be replaced); choose another SAVE_FP")
+    ckpt_path = files.checkpoint_path(save_fp)
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{ckpt_path}: a stopped run's checkpoint: rerun with --resume to continue it, or choose "
+                        f"another SAVE_FP (or move the checkpoint away to start afresh)")
     save_fp.parent.mkdir(parents=True, exist_ok=True)
-    return save_fp, files.checkpoint_path(save_fp)
+    return save_fp, ckpt_path
 
 
 def checkpoint_to_resume(args: argparse.Namespace, ckpt_path: Path, data_sha256: dict[str, str]) -> dict | None:

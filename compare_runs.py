@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import files
+from multilabel import files, outputs
 from multilabel.files import PAPER_F1, PAPER_LABELS, PAPER_MACRO_F1, UserError
 
 # Grouping: runs whose options are equal wherever an option can change a result (files.NO_RESULT says which cannot)
@@ -627,14 +627,25 @@ def plot_png(groups: list[Group]) -> bytes:
     return buffer.getvalue()
 
 
-def check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
-    """Never overwrite an input; the output's folder must exist (nothing is created on error)."""
-    taken = {p.resolve() for p in inputs}
-    for out in outputs:
-        if out.resolve() in taken:
-            raise UserError(f"{out}: is one of the runs being read; refusing to overwrite it")
-        if not out.parent.is_dir():
-            raise UserError(f"{out}: folder {out.parent} does not exist")
+def runs_files(runs: list[Run]) -> list[outputs.Input]:
+    """What an output must never replace: each run's metrics.json, its predictions and its plot (read or not)."""
+    found = []
+    for run in runs:
+        found.append(outputs.Input(run.path, "a run's metrics file"))
+        found += [outputs.Input(p, "a run's predictions", role="one of the runs' files") for p in
+                  predictions_candidates(run) if p.is_file()]
+        found.append(outputs.Input(run.path.with_suffix(".png"), "a run's plot", role="one of the runs' files"))
+    return found
+
+
+def report_outputs(args: argparse.Namespace) -> list[outputs.Output]:
+    """--output and --plot, in folders that exist (nothing is created on error)."""
+    found = [outputs.Output(Path(args.output), "the table (--output)") if args.output else None,
+             outputs.Output(Path(args.plot), "the plot (--plot)", ours=outputs.png) if args.plot else None]
+    for out in filter(None, found):
+        if not out.path.parent.is_dir():
+            raise UserError(f"{out.path}: folder {out.path.parent} does not exist")
+    return list(filter(None, found))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -659,23 +670,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot and not args.paths:
             raise UserError("--plot needs PATHs to plot")
         key = "test_tuned" if args.thresholds == "tuned" else "test"  # the metrics block, and the thresholds
-        inputs = find_metrics_files(args.paths)
-        groups = group_runs([load_run(f) for f in inputs])
-        comparison = None
-        if args.compare:
-            a, b = (resolve_side(name, groups) for name in args.compare)
-            inputs += [r.path for r in a.runs + b.runs]
-            comparison = compare(a, b, args.resamples, args.seed, key)
-        outputs = [Path(x) for x in (args.output, args.plot) if x]
-        check_outputs(outputs, inputs)
-        text = render(groups, comparison, args.format, key)
-        png = plot_png(groups) if args.plot else None
-        if args.output:
-            files.atomic_write(args.output, text, "the table")
-        else:
-            sys.stdout.write(text)
-        if png is not None:
-            files.atomic_write(args.plot, png, "the plot")
+        runs = [load_run(f) for f in find_metrics_files(args.paths)]
+        groups = group_runs(runs)
+        sides = [resolve_side(name, groups) for name in args.compare or []]
+        with outputs.claim("compare_runs.py", runs_files(runs + [r for side in sides for r in side.runs]),
+                           report_outputs(args)):
+            comparison = compare(*sides, args.resamples, args.seed, key) if sides else None
+            text = render(groups, comparison, args.format, key)
+            png = plot_png(groups) if args.plot else None
+            if args.output:
+                files.atomic_write(args.output, text, "the table")
+            else:
+                sys.stdout.write(text)
+            if png is not None:
+                files.atomic_write(args.plot, png, "the plot")
     except UserError as e:
         return files.fail("compare_runs.py", e)
     return 0

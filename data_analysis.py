@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import files, lengths
+from multilabel import files, lengths, outputs
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -253,20 +253,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        stats = analyse(args.data_dir)
-        if args.tokenizer:
-            stats["lengths"] = token_lengths(args.data_dir, len(stats["labels"]), args.tokenizer)
-        report = FORMATTERS[args.format](stats)
-        if args.output is None:
-            sys.stdout.write(report)
-        else:
-            files.atomic_write(args.output, report, "the statistics")
-            print(f"data_analysis.py: wrote {args.output}", file=sys.stderr)
-        if args.plot is not None:
-            written = plot(stats, args.plot)
-            print(f"data_analysis.py: wrote {len(written)} charts to {args.plot}", file=sys.stderr)
+        with outputs.claim("data_analysis.py", analysis_inputs(args), analysis_outputs(args)):
+            return analyse_and_write(args)
     except UserError as e:
         return files.fail("data_analysis.py", e)
+
+
+def analysis_inputs(args: argparse.Namespace) -> list[outputs.Input]:
+    """The data folder's files, and the tokenizer's folder where it is a local one."""
+    names = [f"{name}.tsv" for name in files.SPLITS] + [files.LABELS_FILE, files.DATASET_FILE]
+    found = [outputs.Input(args.data_dir / name, "a file of DATA_DIR") for name in names]
+    if args.tokenizer and Path(args.tokenizer).is_dir():
+        found.append(outputs.Input(Path(args.tokenizer), "the tokenizer's folder (--tokenizer)", folder=True))
+    return found
+
+
+def analysis_outputs(args: argparse.Namespace) -> list[outputs.Output]:
+    """--output, and the charts --plot writes into its folder (PNG files of the same names: ours to replace)."""
+    charts = ["label_frequency.png", *(f"cooccurrence_{name}.png" for name in files.SPLITS)] if args.plot else []
+    return [outputs.Output(args.output, "the statistics (--output)"),
+            *(outputs.Output(args.plot / name, "a chart (--plot)", ours=outputs.png) for name in charts)]
+
+
+def analyse_and_write(args: argparse.Namespace) -> int:
+    stats = analyse(args.data_dir)
+    if args.tokenizer:
+        stats["lengths"] = token_lengths(args.data_dir, len(stats["labels"]), args.tokenizer)
+    report = FORMATTERS[args.format](stats)
+    if args.output is None:
+        sys.stdout.write(report)
+    else:
+        files.atomic_write(args.output, report, "the statistics")
+        print(f"data_analysis.py: wrote {args.output}", file=sys.stderr)
+    if args.plot is not None:
+        written = plot(stats, args.plot)
+        print(f"data_analysis.py: wrote {len(written)} charts to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from multilabel import files
+from multilabel import files, outputs
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -201,6 +201,11 @@ def download_all(data_dir: Path, base_url: str,
     return len(missing), len(FILES) - len(missing), total_bytes
 
 
+def not_prepared_data(data_dir: Path) -> str:
+    """'' for a folder GoEmotions may be downloaded into; one that prepare_data.py made holds someone's own data."""
+    return f"a folder of prepared data ({files.DATASET_FILE})" if (data_dir / files.DATASET_FILE).exists() else ""
+
+
 def parse_timeout(value: str) -> tuple[float, float]:
     """'60' -> (60, 60); '30,60' -> connect 30 s, read 60 s."""
     try:
@@ -240,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a cluster's kill: clean up like Ctrl-C
     start = time.monotonic()
     try:
-        downloaded, present, size = download_all(args.data_dir, base_url, args.timeout, args.retries,
-                                                 args.backoff, progress)
-    except DownloadError as e:
+        with outputs.claim("download_data.py", [], [outputs.Output(args.data_dir, "DATA_DIR", folder=True,
+                                                                   ours=not_prepared_data)]):
+            downloaded, present, size = download_all(args.data_dir, base_url, args.timeout, args.retries,
+                                                     args.backoff, progress)
+    except (DownloadError, UserError) as e:
         print(f"download_data.py: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

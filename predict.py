@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import encoder, files, lengths, tables
+from multilabel import encoder, files, lengths, outputs, tables
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.files import UserError
 
@@ -262,10 +262,21 @@ class Output:
     (chunks, bytes, counts, settings); renamed to FILE when complete. --resume cuts FILE.partial back to its
     last complete chunk and goes on from there, so the result is the same bytes as a run never stopped."""
 
+    @staticmethod
+    def partial_of(path: Path) -> Path:
+        return path.with_name(path.name + ".partial")
+
+    @staticmethod
+    def progress_of(path: Path) -> Path:
+        return path.with_name(path.name + ".partial.json")
+
+    @staticmethod
+    def meta_of(path: Path) -> Path:
+        return path.with_name(path.name + ".meta.json")
+
     def __init__(self, path: Path, settings: dict, head: str, resume: bool) -> None:
         self.path, self.settings = path, settings
-        self.partial = path.with_name(path.name + ".partial")
-        self.progress = path.with_name(path.name + ".partial.json")
+        self.partial, self.progress = self.partial_of(path), self.progress_of(path)
         self.chunks_done, self.counts = 0, Counts()
         if resume and self.progress.exists() and self.partial.exists():
             state = files.read_json(self.progress, "a stopped run's progress")
@@ -294,8 +305,7 @@ class Output:
 
     def finish(self, meta: dict) -> None:
         self.f.close()
-        meta_path = self.path.with_name(self.path.name + ".meta.json")
-        files.write_json(meta_path, {**meta, **self.counts.state()}, "the summary")
+        files.write_json(self.meta_of(self.path), {**meta, **self.counts.state()}, "the summary")
         os.replace(self.partial, self.path)
         self.progress.unlink()
 
@@ -330,7 +340,7 @@ def check_parts(parts: list[Path]) -> list[dict]:
     options), each its own chunks, together every chunk of the input once."""
     metas = []
     for part in parts:
-        meta_path = part.with_name(part.name + ".meta.json")
+        meta_path = Output.meta_of(part)
         meta = files.read_json(meta_path, "a predict.py shard's summary") if meta_path.exists() else None
         if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict) or "chunks" not in meta:
             raise UserError(f"{part}: no {meta_path.name} saying which run and chunks it holds (made by an older "
@@ -476,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.merge:
             if not args.output or args.model or args.input:
                 raise UserError("--merge takes only --output (the name the shards were given)")
-            print(f"predict.py: {merge(args.output)}", file=sys.stderr)
+            with outputs.claim("predict.py", [], [outputs.Output(args.output, "the merged output (--output)")]):
+                print(f"predict.py: {merge(args.output)}", file=sys.stderr)
             return 0
         return label(args)
     except UserError as e:
@@ -527,12 +538,39 @@ def label(args: argparse.Namespace) -> int:
     fmt = output_format(str(args.output) if args.output else None, args.format)
     top_k = args.top_k if args.top_k is not None else (3 if fmt == "table" else 0)
     out_path = shard_path(args.output, shard) if args.output and shard else args.output
+    with outputs.claim("predict.py", label_inputs(args), label_outputs(out_path)):
+        return label_into(args, out_path, fmt, top_k, shard)
+
+
+def label_inputs(args: argparse.Namespace) -> list[outputs.Input]:
+    """The model folder (loaded whole: an output inside it would change its fingerprint) and the input file."""
+    found = [outputs.Input(Path(args.model), "the model folder", folder=True)]
+    if args.input and args.input != "-":
+        found.append(outputs.Input(Path(args.input), "the input (--input)"))
+    return found
+
+
+def label_outputs(out_path: Path | None) -> list[outputs.Output]:
+    """--output (or its shard's name), and the files beside it: the partial output, its progress and the summary."""
+    if not out_path:
+        return []
+    return [outputs.Output(out_path, "the output (--output)"),
+            outputs.Output(Output.partial_of(out_path), "a stopped run's partial output", named=False),
+            outputs.Output(Output.progress_of(out_path), "a stopped run's progress file", named=False,
+                           ours=outputs.json_with("settings", "chunks_done")),
+            outputs.Output(Output.meta_of(out_path), "the output's summary", named=False,
+                           ours=outputs.json_with("run", "chunks"))]
+
+
+def label_into(args: argparse.Namespace, out_path: Path | None, fmt: str, top_k: int,
+               shard: tuple[int, int] | None) -> int:
+    """label(), with the outputs checked and locked."""
     if out_path and out_path.exists():
         if args.resume:
             print(f"predict.py: {out_path} is already complete", file=sys.stderr)
             return 0
         raise UserError(f"{out_path}: already exists; remove it or choose another --output")
-    partial = out_path.with_name(out_path.name + ".partial") if out_path else None
+    partial = Output.partial_of(out_path) if out_path else None
     if partial and partial.exists() and not args.resume:
         raise UserError(f"{partial}: a stopped run's output: --resume continues it; remove it to start over")
     if args.input and args.input != "-":  # a missing column or an unreadable file, before the model loads

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import files, lengths, tables
+from multilabel import files, lengths, outputs, tables
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -450,12 +450,27 @@ def warn_missing_labels(labels: list[str], y: np.ndarray, counts: dict) -> None:
 
 
 def check_out_dir(out_dir: Path) -> dict | None:
-    """Refuse early an OUT_DIR that is not ours to write: a file, or a folder of something else. Its dataset.json."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / files.DATASET_FILE).exists():
-        raise DataError(f"{out_dir}: not empty and holds no dataset.json; refusing to write into it")
+    """OUT_DIR's dataset.json, where it holds one (outputs.claim has refused an OUT_DIR that is not ours)."""
     return files.read_dataset(out_dir) if out_dir.is_dir() else None
+
+
+def prepare_inputs(args: argparse.Namespace) -> list[outputs.Input]:
+    """The input file(s), the labels file, and the tokenizer's folder where it is a local one."""
+    paths = [(args.input, "the input"), (args.train, "--train"), (args.dev, "--dev"), (args.test, "--test"),
+             (args.labels_file, "--labels-file")]
+    found = [outputs.Input(Path(p), what) for p, what in paths if p]
+    if Path(args.tokenizer).is_dir():
+        found.append(outputs.Input(Path(args.tokenizer), "the tokenizer's folder (--tokenizer)", folder=True))
+    return found
+
+
+def prepare_outputs(args: argparse.Namespace) -> list[outputs.Output]:
+    """OUT_DIR, replaced whole: empty, or a folder this script prepared (dataset.json lists its files)."""
+    def listed(folder: Path) -> list[str]:
+        info = files.read_dataset(folder)
+        return list(info["files"]) if info else []
+    return [outputs.Output(Path(args.out_dir), "OUT_DIR", folder=True,
+                           ours=outputs.folder_listing(files.DATASET_FILE, listed))]
 
 
 def publish(contents: dict[str, str], dataset: dict, existing: dict | None, out_dir: Path) -> str:
@@ -529,7 +544,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return prepare(args, files.command_line("prepare_data.py", argv))
+        with outputs.claim("prepare_data.py", prepare_inputs(args), prepare_outputs(args)):
+            return prepare(args, files.command_line("prepare_data.py", argv))
     except DataError as e:
         return files.fail("prepare_data.py", e)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import files, lengths
+from multilabel import files, lengths, outputs
 from multilabel.files import UserError
 
 ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, inside the model folder
@@ -155,8 +155,22 @@ def save(model, tokenizer, save_fp: Path, settings: dict, card: str) -> None:
             quiet_transformers():
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / files.MODEL_SETTINGS).write_text(json.dumps(settings, indent=1), encoding="utf-8")
         (tmp / "README.md").write_text(card, encoding="utf-8")
+        written = sorted([p.name for p in tmp.iterdir()] + [files.MODEL_SETTINGS])
+        (tmp / files.MODEL_SETTINGS).write_text(json.dumps({**settings, "files": written}, indent=1),
+                                                encoding="utf-8")
+
+
+def saved_model_folder(folder: Path) -> str:
+    """'' for a folder save() made (or an empty one), which a new run may replace; else what it is instead. The
+    files it holds are those save() listed in goemotions.json, and the INT8 export; a folder saved before the list
+    was kept is known by goemotions.json alone."""
+    def listed(path: Path) -> list[str] | None:
+        try:
+            return json.loads((path / files.MODEL_SETTINGS).read_text(encoding="utf-8")).get("files")
+        except (OSError, ValueError, AttributeError):
+            return []
+    return outputs.folder_listing(files.MODEL_SETTINGS, listed, also=[ONNX_DIR])(folder)
 
 
 # ------------------------------------------------------------------------------------------ scoring

@@ -181,7 +181,7 @@ def test_save_fp_that_is_a_file_or_a_folder_of_other_things_is_refused(small_dat
     (tmp_path / "results" / "thesis.tex").write_text("years of work")
     for save in (tmp_path / "model.pt", tmp_path / "results"):
         r = run_script(*train_args(small_data, save, tiny_bert))
-        assert r.returncode == 1 and "exists and is not a model folder" in r.stderr
+        assert r.returncode == 1 and "refusing to replace it" in r.stderr
     assert (tmp_path / "model.pt").read_bytes() == b"an old torch.save pickle"
     assert (tmp_path / "results" / "thesis.tex").read_text() == "years of work"
 

@@ -387,7 +387,7 @@ def test_other_bad_input_is_one_line(tmp_path: Path) -> None:
         ([runs, "--compare", "tiny-bert", "tiny-bert lr=3e-05"], ["--compare 'tiny-bert'", "no such group"]),
         ([runs, "--compare", runs, runs / "a" / "metrics.json"], [str(runs), "3 metrics files"]),
         ([runs, "--compare", "tiny-bert lr=5e-05", "tiny-bert lr=3e-05"], ["no predictions file found"]),
-        ([runs, "--output", runs / "a" / "metrics.json"], ["refusing to overwrite"]),
+        ([runs, "--output", runs / "a" / "metrics.json"], ["which this run reads"]),
         ([runs, "--output", tmp_path / "no" / "t.txt"], ["does not exist"]),
         ([], ["nothing to do"]),
     ]

@@ -198,7 +198,7 @@ def test_out_dir_same_dataset_is_kept_a_different_one_refused(tmp_path: Path) ->
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     busy = prepare(tmp_path / "in.jsonl", tmp_path / "busy")
-    assert busy.returncode == 1 and "holds no dataset.json" in busy.stderr
+    assert busy.returncode == 1 and "without dataset.json" in busy.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "in.jsonl", "out"]  # no temp folder left
 
 
