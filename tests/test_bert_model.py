@@ -166,7 +166,8 @@ def test_missing_model_offline_says_to_download_first(small_data, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_saved_model(small_data, tiny_bert, tmp_path):
     save = tmp_path / "m"
-    shutil.copytree(tiny_bert, save)  # a model saved by an earlier run
+    shutil.copytree(tiny_bert, save)  # a model saved by an earlier run (one from before saved folders listed files)
+    (save / "goemotions.json").write_text('{"labels": ["admiration"]}')
     before = (save / "model.safetensors").read_bytes()
     r = run_script(*train_args(small_data, save, tiny_bert, "--learning-rate", "1e12", "--precision", "fp32",
                               "--warmup-ratio", "0", "--log-every", "2", "--max-grad-norm", "1e30"))
