@@ -591,18 +591,20 @@ def save_checkpoint(state: dict, epoch: int, step: int, stopper: checkpoint.Stop
 
 
 def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> np.ndarray:
-    """Scores for a whole split, each text's windows pooled; under DDP each rank scores its share of the batches and
-    all assemble them."""
+    """Scores for a whole split through predict.py's path (encoder.score), each text's windows pooled; under DDP
+    each rank scores its share of the batches and all assemble them."""
     model = net.module if env.world > 1 else net
-    enc = split["encoded"]
-    scores = encoder.window_logits(model, enc.windows, args.eval_batch_size, pad, env.device, env.amp_dtype,
-                                   share=(env.rank, env.world), sigmoid=enc.single())
-    if env.world > 1:
-        parts = [None] * env.world
-        dist.all_gather_object(parts, scores)
-        for part in parts:
-            scores = np.where(np.isnan(scores), part, scores)
-    return scores if enc.single() else encoder.probabilities(scores, enc, args.pooling)
+    return encoder.score(model, split["encoded"], args.eval_batch_size, pad, env.device, env.amp_dtype, args.pooling,
+                         share=(env.rank, env.world), gather=every_ranks_share if env.world > 1 else None)
+
+
+def every_ranks_share(scores: np.ndarray) -> np.ndarray:
+    """Under DDP: the rows each rank scored (NaN elsewhere), put together on every rank."""
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, scores)
+    for part in parts:
+        scores = np.where(np.isnan(scores), part, scores)
+    return scores
 
 
 # ---------------------------------------------------------------------------------------- test and report

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import files, outputs
+from multilabel import decide, files, outputs
 from multilabel.files import PAPER_F1, PAPER_LABELS, PAPER_MACRO_F1, UserError
 
 # Grouping: runs whose options are equal wherever an option can change a result (files.NO_RESULT says which cannot)
@@ -381,7 +381,7 @@ def read_predictions(path: Path, labels: list[str], threshold: float | np.ndarra
     where a score rounded onto it keeps the file's own decision; per-label thresholds (tuned on dev) have no column
     of decisions, so scores rounded onto them are settled by the macro F1 the run REPORTED (settle_ties)."""
     found = files.read_predictions(path, labels)
-    predicted = found.scores > threshold
+    predicted = decide.decide(found.scores, threshold)
     ties = list(zip(*np.nonzero(np.abs(found.scores - threshold) < TIE_TOLERANCE), strict=True))
     if np.isscalar(threshold):  # the file's `predicted` column is at the run's threshold
         for i, j in ties:
@@ -396,22 +396,15 @@ def settle_ties(gold: np.ndarray, predicted: np.ndarray, ties: list[tuple[int, i
     """The decisions on scores that the file's 6 decimals rounded onto their threshold (the run saw the unrounded
     score: either side): the first of the 2^ties choices that gives the REPORTED macro F1. Unchanged where there
     are no ties, more than MOST, or no choice gives it (then the F1 check refuses the file)."""
-    if not ties or len(ties) > most or abs(macro_f1(gold, predicted) - reported) <= F1_TOLERANCE:
+    if not ties or len(ties) > most or abs(decide.macro_f1(gold, predicted) - reported) <= F1_TOLERANCE:
         return predicted
     for choice in itertools.product((False, True), repeat=len(ties)):
         trial = predicted.copy()
         for (i, j), on in zip(ties, choice, strict=True):
             trial[i, j] = on
-        if abs(macro_f1(gold, trial) - reported) <= F1_TOLERANCE:
+        if abs(decide.macro_f1(gold, trial) - reported) <= F1_TOLERANCE:
             return trial
     return predicted
-
-
-def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
-    """As scikit-learn with zero_division=0: F1 = 2 TP / (TP + FP + TP + FN), 0 where that is 0 / 0."""
-    tp = (gold & predicted).sum(0)
-    denominator = gold.sum(0) + predicted.sum(0)
-    return float(np.mean(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)))
 
 
 def load_side_predictions(side: Side, key: str) -> list[Predictions]:
@@ -429,7 +422,7 @@ def load_side_predictions(side: Side, key: str) -> list[Predictions]:
             threshold = float(run.metrics["threshold"])
         reported = run.metrics[key]["macro"]["f1"]
         preds = read_predictions(path, run.labels, threshold, reported)
-        recomputed = macro_f1(preds.gold, preds.predicted)
+        recomputed = decide.macro_f1(preds.gold, preds.predicted)
         if abs(recomputed - reported) > F1_TOLERANCE:
             raise UserError(f"{path}: test macro F1 {'with dev-tuned thresholds ' * (key == 'test_tuned')}from its "
                             f"scores is {recomputed:.6f}, but {run.path} says {reported:.6f}: not this run's "
@@ -471,18 +464,8 @@ def resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 
 
 def weighted_macro_f1(weights: np.ndarray, gold: np.ndarray, predicted: list[np.ndarray]) -> np.ndarray:
-    """Macro F1 of each run on each resample (resamples x runs): TP and counts as weighted sums."""
-    n_labels = gold.shape[1]
-    columns = np.hstack([gold] + [m for p in predicted for m in (gold & p, p)]).astype(np.float64)
-    sums = weights @ columns  # resamples x (labels + 2 labels per run)
-    g = sums[:, :n_labels]
-    out = []
-    for r in range(len(predicted)):
-        tp = sums[:, n_labels * (1 + 2 * r):n_labels * (2 + 2 * r)]
-        pp = sums[:, n_labels * (2 + 2 * r):n_labels * (3 + 2 * r)]
-        denominator = g + pp
-        out.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0).mean(1))
-    return np.stack(out, 1)
+    """Macro F1 of each run on each resample (resamples x runs): TP and counts as weighted sums (decide.py)."""
+    return np.stack([decide.macro_f1(gold, p, weights) for p in predicted], 1)
 
 
 def paired_bootstrap(gold: np.ndarray, pred_a: list[np.ndarray], pred_b: list[np.ndarray], resamples: int,

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import encoder, files, lengths, outputs, tables
+from multilabel import decide, encoder, files, lengths, outputs, tables
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.files import UserError
 
@@ -155,19 +155,10 @@ def delimited(rows: list[list[str]], fmt: str) -> str:
     return buf.getvalue()
 
 
-def predictions(scores: np.ndarray, thresholds: np.ndarray, at_least_one: bool) -> np.ndarray:
-    """Which labels each text gets: score above its threshold; --at-least-one adds the top label where none is."""
-    chosen = scores > thresholds
-    if at_least_one and len(scores):
-        none = ~chosen.any(axis=1)
-        chosen[none, scores[none].argmax(axis=1)] = True
-    return chosen
-
-
 def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresholds: np.ndarray,
                  top_k: int, fmt: str, at_least_one: bool) -> str:
     """The output lines of a chunk, in input order: scores holds one row per row without an error."""
-    chosen = predictions(scores, thresholds, at_least_one)
+    chosen = decide.decide(scores, thresholds, at_least_one)
     out, table, i = [], [], 0
     for row in rows:
         if row.error:

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,14 +310,15 @@ def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, pooling: str) ->
 
 def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token: int,
           device: torch.device | None = None, amp_dtype: torch.dtype | None = None, pooling: str = "max",
-          share: tuple[int, int] = (0, 1)) -> np.ndarray:
+          share: tuple[int, int] = (0, 1), gather: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Sigmoid scores (texts x labels, float32) in the texts' order: every window scored (window_logits), pooled
-    per text. (A plain list: one window a text.) With share, a text with a window not scored here is NaN."""
+    per text. (A plain list: one window a text.) With share, only this process's share of the windows is scored
+    (the rest NaN), and gather puts every process's shares together before the windows are pooled."""
     windows = encoded.windows if isinstance(encoded, Encoded) else encoded
-    if not isinstance(encoded, Encoded) or encoded.single():  # the scores of the windows themselves
-        return window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=True)
-    logits = window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share)
-    return probabilities(logits, encoded, pooling)
+    single = not isinstance(encoded, Encoded) or encoded.single()  # the scores of the windows themselves
+    out = window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=single)
+    out = gather(out) if gather else out
+    return out if single else probabilities(out, encoded, pooling)
 
 
 def probabilities(logits: np.ndarray, encoded: Encoded, pooling: str) -> np.ndarray:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from multilabel.decide import decide
+
 
 class UserError(Exception):
     """Bad input or environment: one line, no traceback, exit 1."""
@@ -528,7 +530,7 @@ def read_metrics(path: Path) -> dict:
 def predictions_text(ids: list[str], y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float,
                      labels: list[str]) -> str:
     """predictions.tsv: id, gold and predicted label names (comma-joined), a score column per label (6 decimals)."""
-    pred = probs > thresholds
+    pred = decide(probs, thresholds)
     lines = ["\t".join(["id", "gold", "predicted", *labels])]
     for i, example_id in enumerate(ids):
         gold = ",".join(labels[j] for j in np.flatnonzero(y_true[i]))

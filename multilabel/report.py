@@ -8,36 +8,24 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from multilabel import files, lengths, losses
+from multilabel import decide, files, lengths, losses
 from multilabel.files import PAPER_F1, PAPER_MACRO_F1, paper_taxonomy
 
 
 def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | float,
                     labels: list[str]) -> dict:
-    """As goemotions/calculate_metrics.py: predicted when the sigmoid score is strictly above threshold."""
-    y_pred = (probs > thresholds).astype(int)
-    y = y_true.astype(int)
-    p, r, f, s = precision_recall_fscore_support(y, y_pred, average=None, zero_division=0)
-    out = {"per_label": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                "support": int(s[i])} for i, name in enumerate(labels)}}
-    for avg in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y, y_pred, average=avg, zero_division=0)
-        out[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    out["exact_match_accuracy"] = float(accuracy_score(y, y_pred))
-    return out
+    """As goemotions/calculate_metrics.py: predicted when the sigmoid score is strictly above threshold (decide.py)."""
+    return decide.metrics(y_true, decide.decide(probs, thresholds), labels)
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float) -> np.ndarray:
     """Per label, the threshold in 0.01..0.99 with the best F1 on these examples (ties keep `default`)."""
     grid = np.arange(1, 100) / 100
-    pred = probs[None, :, :] > grid[:, None, None]  # (thresholds, examples, labels)
-    gold = y_true[None].astype(bool)
-    tp = (pred & gold).sum(1)
-    f1 = 2 * tp / np.maximum(pred.sum(1) + gold.sum(1), 1)  # (thresholds, labels)
-    base = (probs > default) & y_true.astype(bool)
-    f1_default = 2 * base.sum(0) / np.maximum((probs > default).sum(0) + y_true.sum(0), 1)
+    pred = probs[None, :, :] > grid[:, None, None]  # every threshold's decisions (thresholds, examples, labels)
+    gold = y_true.astype(bool)
+    f1 = decide.f1((pred & gold[None]).sum(1), pred.sum(1), gold.sum(0))  # (thresholds, labels)
+    f1_default = decide.f1(*decide.counts(gold, decide.decide(probs, default)))
     best = grid[f1.argmax(0)]
     return np.where(f1.max(0) > f1_default + 1e-12, best, default)
 
