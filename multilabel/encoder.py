@@ -60,13 +60,14 @@ def load_pretrained(name: str, labels: list[str]) -> tuple:
     are fp32 whatever dtype the folder was saved in: autocast does the rest."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    head = {"num_labels": len(labels), "problem_type": "multi_label_classification",
+            "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)},
+            "ignore_mismatched_sizes": True, "output_loading_info": True, "dtype": torch.float32}
+    files.check_no_model_code(name)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(name)
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=len(labels), problem_type="multi_label_classification",
-                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-                ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+            model, info = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=False, **head)
     except (OSError, ValueError) as e:
         if Path(name).is_dir():
             raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
@@ -107,11 +108,13 @@ def load(model_dir: str | Path, device: torch.device) -> tuple:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a model folder (no config.json); give the SAVE_FP of bert_model.py")
+    files.check_no_model_code(model_dir)
     settings = files.read_model_settings(model_dir)
     try:
         with quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False)
+            model = model.to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except Exception as e:  # a truncated safetensors file, a config of an unknown architecture, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{model_dir}: cannot load the model: {first}") from None

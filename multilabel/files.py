@@ -406,6 +406,37 @@ def read_dataset(folder: str | Path) -> dict | None:
 # ------------------------------------------------------------------------------------------ the run folder
 
 MODEL_SETTINGS = "goemotions.json"  # in a saved model folder: labels, thresholds, max_length, args, metrics
+MODEL_CONFIGS = ("config.json", "tokenizer_config.json")  # where a model can name code of its own (auto_map)
+
+
+def check_no_model_code(model: str | Path, revision: str | None = None) -> None:
+    """Refuse a model (a folder, or a name in the Hugging Face cache) whose config names Python code of its own
+    (auto_map): transformers would import it from the folder, or ask on standard input whether to. This project
+    never runs a model's own code: every from_pretrained here says trust_remote_code=False (which refuses it too,
+    in transformers' words), and this says why, in one line, before anything is loaded."""
+    for name in MODEL_CONFIGS:
+        path = model_file(model, name, revision)
+        try:
+            config = json.loads(path.read_text(encoding="utf-8-sig")) if path else None
+        except (OSError, ValueError):
+            continue  # loading says what is wrong with it
+        if isinstance(config, dict) and "auto_map" in config:
+            where = "folder" if Path(model).is_dir() else "model's repository"
+            raise UserError(f"{model}: its {name} asks to run code from the {where} (auto_map); this project never "
+                            f"runs a model's own code")
+
+
+def model_file(model: str | Path, name: str, revision: str | None = None) -> Path | None:
+    """A file of a model folder, or of a hub model in the Hugging Face cache; None where there is none."""
+    if Path(model).is_dir():
+        return Path(model) / name
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(str(model), name, revision=revision)
+    except Exception:  # not a valid hub name: loading says so
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def checkpoint_path(save_fp: Path) -> Path:

@@ -155,8 +155,10 @@ def scorer(tiny_bert: Path, goemotions_dir: Path, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     labels = files.read_labels(goemotions_dir / "emotions.txt")
     out = tmp_path_factory.mktemp("scorer")
-    AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=len(labels)).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, trust_remote_code=False,
+                                                               num_labels=len(labels))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_bert, trust_remote_code=False).save_pretrained(out)
     (out / files.MODEL_SETTINGS).write_text(json.dumps({"labels": labels, "threshold": 0.3, "max_length": 32}))
     return out
 

@@ -103,7 +103,7 @@ def test_pooling_is_max_mean_and_logsumexp_per_text():
 def test_windows_cover_the_text_with_the_stride_and_stop_at_max_windows(minilm):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    tokenizer = AutoTokenizer.from_pretrained(minilm, trust_remote_code=False)
     text = " ".join(f"w{i}" for i in range(40))  # w0 .. w39: 2 tokens each? counted below
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     enc = encoder.encode(tokenizer, [text], lengths.Reading(18, "windows", 4, 100))
