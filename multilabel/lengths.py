@@ -27,7 +27,8 @@ WINDOW_LABELS = ("pooled", "each")
 REPORTED = (50, 128, 256, 512)  # the share of texts over each of these lengths
 GOEMOTIONS_LENGTH = 50  # the paper's max_seq_length: what `auto` means for GoEmotions' own data
 CHARS_PER_TOKEN = 100  # no token is longer (WordPiece reads a longer word as [UNK]): a text is cut at
-#                        this many characters a token needed before tokenizing, so a 5 MB broken row costs nothing
+#                        this many characters a token needed before tokenizing, so a 5 MB broken row costs little
+#                        (read in windows, it is tokenized once more, whole, to count the tokens left unread)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from multilabel import files
+from multilabel import encoder, files, lengths
 
 
 def run(*args: str | Path, stdin: Path | None = None, timeout: float = 120, pass_fds: tuple[int, ...] = (),
@@ -111,5 +111,41 @@ def test_every_from_pretrained_and_pipeline_says_trust_remote_code_false():
                 assert "trust_remote_code=False" in line, f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
                 found += 1
     assert found > 30
+
+
+# ----------------------------------------------------------------------------- B15: tokens unread
+
+
+def test_a_long_texts_unread_tokens_are_counted_exactly(scorer: Path, goemotions_dir: Path, tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(scorer, trust_remote_code=False)
+    comments = files.read_split(goemotions_dir / "test.tsv", 28).texts
+    text = " ".join(comments[i % 500] for i in range(12_000)).replace("\n", " ")  # ~200,000 tokens, 800,000 chars
+    total = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert total > 150_000
+    reading = lengths.Reading(16, "windows", 4, 2)
+    read = 14 + (14 - 4)  # two windows of 14 tokens of text, the second 10 on from the first
+    short = " ".join(comments[:3])
+    encoded = encoder.encode(tokenizer, [short, text], reading)
+    assert encoded.capped == [max(len(tokenizer(short, add_special_tokens=False)["input_ids"]) - read, 0),
+                              total - read]
+    (tmp_path / "in.txt").write_text(f"{short}\n{text}\n")
+    r, _ = run("predict.py", scorer, "--input", tmp_path / "in.txt", "--output", tmp_path / "out.jsonl")
+    assert r.returncode == 0, r.stderr
+    notes = [json.loads(line)["error"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert notes[1] == f"long text: read its first 2 windows, {total - read} tokens unread"
+
+
+def test_head_tail_reads_the_real_tail_of_a_text_between_one_and_two_cuts_long(scorer: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(scorer, trust_remote_code=False)
+    reading = lengths.Reading(18, "head-tail")  # 16 tokens of text: cut at 1,600 characters before tokenizing
+    text = " ".join(f"w{i}" for i in range(500))  # 2,389 characters
+    assert 1_600 < len(text) <= 3_200
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert encoder.encode(tokenizer, [text], reading).windows == [[tokenizer.cls_token_id, *ids[:4], *ids[-12:],
+                                                                   tokenizer.sep_token_id]]
 
 
