@@ -28,6 +28,7 @@ import re
 import shlex
 import shutil
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -253,29 +254,63 @@ LABELS_FILE = "emotions.txt"
 TAXONOMY_FILES = {"ekman": "ekman_mapping.json", "sentiment": "sentiment_dict.json"}
 
 
+# What a label name may be, for every file that holds one: a line of emotions.txt, a cell of predictions.tsv joined
+# with the others by commas, a column of predict.py's output (a CSV that a spreadsheet opens), a key of
+# goemotions.json. No comma; no tab, line break or other control character (Unicode's Cc, Zl and Zp: everything
+# str.splitlines splits on among them); not starting with = or @, which a spreadsheet takes for a formula; valid
+# Unicode. Two names equal under NFC are one label written two ways (prepare_data.py writes NFC).
+LABEL_FORMULA_STARTS = ("=", "@")
+
+
 def label_name_problem(name: str) -> str:
-    """Why `name` cannot be a label (predictions.tsv joins label names with commas, the TSVs hold them in cells)."""
+    """Why `name` cannot be a label (the rule above), or ''."""
     if not name.strip():
         return "blank label name"
-    if any(c in name for c in ",\t\n\r"):
-        return f"label name {name!r} holds a comma, a tab or a line break"
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if control is not None:
+        return (f"label name {name!r} holds U+{ord(control):04X}, a tab, line break or other control character "
+                f"(label names are lines and cells)")
+    if unicode_problem(name):
+        return f"label name {name!r}: {unicode_problem(name)}"
+    if "," in name:
+        return f"label name {name!r} holds a comma (label names are joined by commas)"
+    if name.startswith(LABEL_FORMULA_STARTS):
+        return (f"label name {name!r} starts with {name[0]!r}: a spreadsheet opening predict.py's CSV would run "
+                f"that column's name as a formula")
     return ""
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """emotions.txt: one name a line, spaces around a name dropped; a blank or repeated name is an error."""
+    """emotions.txt: one name a line, spaces around a name dropped; a name against the rule above, or repeated
+    (also in another Unicode normalization form), is an error."""
     path = Path(path)
     names: list[str] = []
+    first_line: dict[str, int] = {}  # by NFC form
     for i, line in enumerate(read_lines(path, "labels file"), 1):
         name = line.strip()
         if label_name_problem(name):
             raise UserError(f"{path}:{i}: {label_name_problem(name)}")
-        if name in names:
-            raise UserError(f"{path}:{i}: label {name!r} repeats line {names.index(name) + 1}")
+        j = first_line.setdefault(unicodedata.normalize("NFC", name), i)
+        if j != i:
+            raise UserError(f"{path}:{i}: {repeated(name, names[j - 1], j)}")
         names.append(name)
     if not names:
         raise UserError(f"{path}: no labels")
     return names
+
+
+def check_label_names(labels: list[str], path: Path) -> None:
+    """The label names a JSON file lists (a model's settings, a run's metrics), by the rule above."""
+    bad = next((n for n in labels if label_name_problem(n)), None)
+    if bad is not None:
+        raise UserError(f"{path}: {label_name_problem(bad)}")
+
+
+def repeated(name: str, first: str, line: int) -> str:
+    if name == first:
+        return f"label {name!r} repeats line {line}"
+    return (f"label {name!r} repeats line {line}'s {first!r} in another Unicode normalization form (NFC and NFD): "
+            f"one label written two ways")
 
 
 def labels_text(labels: list[str]) -> str:
@@ -488,6 +523,7 @@ def read_model_settings(folder: str | Path) -> dict | None:
     labels = info.get("labels") if isinstance(info, dict) else None
     if not isinstance(labels, list) or not labels or not all(isinstance(n, str) for n in labels):
         raise UserError(f"{path}: no list of label names ('labels')")
+    check_label_names(labels, path)
     if not isinstance(info.get("threshold", 0.3), int | float) or not isinstance(info.get("max_length", 512), int):
         raise UserError(f"{path}: 'threshold' is not a number or 'max_length' not an integer")
     tuned = info.get("thresholds")
@@ -536,6 +572,7 @@ def read_metrics(path: Path) -> dict:
     labels, args = metrics["labels"], metrics["args"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise UserError(f"{path}: 'labels' is not a list of label names")
+    check_label_names(labels, path)
     if metrics["taxonomy"] not in PAPER_MACRO_F1:
         raise UserError(f"{path}: unknown taxonomy {metrics['taxonomy']!r}")
     if not isinstance(metrics["threshold"], int | float) or not isinstance(metrics["history"], list):

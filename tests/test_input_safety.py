@@ -9,12 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
+import prepare_data
 from multilabel import encoder, files, lengths
+from multilabel.files import UserError
 
 
 def run(*args: str | Path, stdin: Path | None = None, timeout: float = 120, pass_fds: tuple[int, ...] = (),
@@ -111,6 +114,57 @@ def test_every_from_pretrained_and_pipeline_says_trust_remote_code_false():
                 assert "trust_remote_code=False" in line, f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
                 found += 1
     assert found > 30
+
+
+# ----------------------------------------------------------------------------- B14: label names
+
+
+def test_a_label_name_holds_no_line_break_of_any_kind_nor_a_control_character():
+    breaks = [chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".splitlines()) > 1]
+    assert {"\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\n", "\r"} <= set(breaks)
+    for c in [*breaks, "\t", "\x00", "\x07", "\x1b", "\x7f", "\x9f"]:
+        assert "control character" in files.label_name_problem(f"joy{c}ful"), repr(c)
+    for fine in ("joy", "a=b", "+1", "-", "café", "née (FR)", "😀", "a b"):
+        assert files.label_name_problem(fine) == "", fine
+
+
+def test_a_label_name_starting_with_a_formula_sign_is_refused_with_the_reason(tmp_path: Path):
+    for name in ("=HYPERLINK(\"http://x\")", "@SUM(A1)"):
+        assert "spreadsheet" in files.label_name_problem(name) and "formula" in files.label_name_problem(name)
+        (tmp_path / "emotions.txt").write_text(f"joy\n{name}\n")
+        with pytest.raises(UserError, match=r"emotions.txt:2: label name .* starts with .*formula"):
+            files.read_labels(tmp_path / "emotions.txt")
+    settings = tmp_path / files.MODEL_SETTINGS  # a model's settings, which predict.py's CSV header is made from
+    settings.write_text(json.dumps({"labels": ["joy", "=1+1"], "threshold": 0.3}))
+    with pytest.raises(UserError, match=f"{settings}: label name '=1\\+1' starts with '='"):
+        files.read_model_settings(tmp_path)
+
+
+def test_nfc_and_nfd_of_one_name_are_one_label_twice_in_a_labels_file(tmp_path: Path):
+    nfc, nfd = "café", unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    (tmp_path / "emotions.txt").write_text(f"joy\n{nfc}\nanger\n{nfd}\n")
+    with pytest.raises(UserError) as e:
+        files.read_labels(tmp_path / "emotions.txt")
+    assert str(e.value).startswith(f"{tmp_path / 'emotions.txt'}:4: label {nfd!r} repeats line 2's {nfc!r} in "
+                                   f"another Unicode normalization form"), e.value
+
+
+def test_prepare_data_writes_label_names_in_nfc_and_refuses_what_a_labels_file_cannot_hold(tmp_path: Path, capsys):
+    nfc, nfd = "café", unicodedata.normalize("NFD", "café")
+    rows = [{"text": f"text {i}", "labels": [[nfc], [nfd], ["joy"]][i % 3]} for i in range(30)]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert prepare_data.main([str(tmp_path / "mine.jsonl"), str(tmp_path / "out")]) == 0
+    assert files.read_labels(tmp_path / "out" / "emotions.txt") == [nfc, "joy"]
+    capsys.readouterr()
+    for bad in ("sad\u2028ness", "sad\x85ness", "=cmd|' /C calc'!A0", "ta\tb"):
+        rows[4]["labels"] = ["joy", bad]
+        (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        assert prepare_data.main([str(tmp_path / "bad.jsonl"), str(tmp_path / "bad")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"prepare_data.py: error: {tmp_path / 'bad.jsonl'}:5: label "
+                                                       f"name {bad!r}"), err
+        assert not (tmp_path / "bad").exists()
 
 
 # ----------------------------------------------------------------------------- B15: tokens unread
