@@ -152,6 +152,7 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
                   out: Examples) -> dict:
     """Append one file's examples to `out`; returns what dataset.json says about the file."""
     fmt = file_format(path, args.format)
+    files.regular_file(path)  # read, then checksummed: a pipe would be read once
     table = tables.read_table(path, fmt)
     use = Columns.of(table.columns, args, path, fmt)
     known_set = set(known) if known is not None else None

@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -143,6 +144,7 @@ def write_json(path: str | Path, obj: object, what: str = "the file") -> None:
 
 
 def sha256(path: str | Path) -> str:
+    regular_file(path)  # a pipe read here would be empty for whoever reads it next, or block forever
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -160,24 +162,80 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def unicode_problem(text: str) -> str:
-    """Why `text` is not valid Unicode text, or ''."""
+    """Why `text` is not valid Unicode text, or ''. (A NUL: a file's own is refused whole, by check_encoding; one
+    here came escaped in JSON, or from standard input past its start.)"""
     if BAD_BYTES.search(text):
         return "not valid UTF-8"
+    if "\0" in text:
+        return "a NUL character (U+0000): UTF-16 or binary data?"
     found = SURROGATE.search(text)
     return f"a lone surrogate U+{ord(found[0]):04X} (an escaped \\u{ord(found[0]):04x})" if found else ""
 
 
 def open_text(path: str | Path, newline: str | None = "") -> io.TextIOBase:
     """A text file (or - for standard input) as UTF-8 with an optional byte-order mark; bytes that are not UTF-8
-    become marks (BAD_BYTES) on their own line, so that the error can name it."""
+    become marks (BAD_BYTES) on their own line, so that the error can name it. A file in another encoding (UTF-16 or
+    UTF-32, or anything with NUL bytes) is refused whole, before a line is read (check_encoding)."""
     try:
-        if str(path) == "-":
-            return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+        raw = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            check_encoding(path, raw)
+        except BaseException:
+            if raw is not sys.stdin.buffer:
+                raw.close()
+            raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+
+
+# Byte-order marks of the encodings that are not UTF-8 (UTF-32's first: UTF-32LE's begins as UTF-16LE's does).
+OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32LE", b"\x00\x00\xfe\xff": "UTF-32BE", b"\xff\xfe": "UTF-16LE",
+              b"\xfe\xff": "UTF-16BE"}
+
+
+def check_encoding(path: str | Path, raw: io.BufferedReader) -> None:
+    """Refuse a file that is not UTF-8 text as a whole: a UTF-16 or UTF-32 byte-order mark, or a NUL byte (UTF-16
+    without one, or a binary file), naming the line of the first. A regular file is scanned whole without moving its
+    read position; a pipe or standard input, on what is buffered of its start (a NUL further on is its row's
+    problem, unicode_problem)."""
+    path = "standard input" if str(path) == "-" else path
+    head = raw.peek(4096)[:4096]
+    bom = next((name for mark, name in OTHER_BOMS.items() if head.startswith(mark)), None)
+    if bom:
+        raise UserError(f"{path}: {bom} text (its byte-order mark), not UTF-8: convert it first, e.g. iconv -f "
+                        f"{bom[:6]} -t UTF-8 (every text file here is UTF-8)")
+    lines = 0
+    for block in blocks(raw.fileno()) if stat.S_ISREG(os.fstat(raw.fileno()).st_mode) else [head]:
+        if b"\0" in block:
+            line = lines + block.count(b"\n", 0, block.index(b"\0")) + 1
+            raise UserError(f"{path}:{line}: a NUL byte: not UTF-8 text (UTF-16 or UTF-32 without a byte-order "
+                            f"mark, or a binary file?); the whole file is refused")
+        lines += block.count(b"\n")
+
+
+def blocks(fd: int, size: int = 1 << 20) -> Iterator[bytes]:
+    """A regular file's bytes a block at a time, read without moving its read position (pread)."""
+    offset = 0
+    while block := os.pread(fd, size, offset):
+        yield block
+        offset += len(block)
+
+
+def regular_file(path: str | Path, hint: str = "") -> None:
+    """Refuse a path that is there but is not a regular file, for a reader that reads it more than once (checks
+    it, then reads it; or reads it and checksums it): a pipe would be empty the second time, or block forever. A
+    missing file is left to whoever opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise UserError(f"{path}: not a regular file ({kind}): give a file, which is read more than once{hint}")
 
 
 def close(f: io.TextIOBase) -> None:

@@ -13,8 +13,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, write_slice
 
+import predict
 import prepare_data
 from multilabel import encoder, files, lengths
 from multilabel.files import UserError
@@ -203,3 +204,74 @@ def test_head_tail_reads_the_real_tail_of_a_text_between_one_and_two_cuts_long(s
                                                                    tokenizer.sep_token_id]]
 
 
+# ----------------------------------------------------------------------------- B16: UTF-16, UTF-32, NUL bytes
+
+NOT_UTF8 = {  # name: (the file's bytes, what the one line says)
+    "UTF-16LE": ("hello\nbye\n".encode("utf-16"), "UTF-16LE text (its byte-order mark), not UTF-8"),
+    "UTF-16BE": (b"\xfe\xff" + "hello\nbye\n".encode("utf-16-be"), "UTF-16BE text (its byte-order mark)"),
+    "UTF-32LE": ("hello\nbye\n".encode("utf-32"), "UTF-32LE text (its byte-order mark)"),
+    "no byte-order mark": ("hello\nbye\n".encode("utf-16-le"), ":1: a NUL byte: not UTF-8 text"),
+    "a NUL on line 3": (b"hello\nbye\nnul \x00 here\n", ":3: a NUL byte"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_UTF8)
+def test_a_text_file_in_another_encoding_is_refused_whole_by_every_reader(case: str, tmp_path: Path, capsys):
+    content, problem = NOT_UTF8[case]
+    path = tmp_path / "corpus"
+    path.write_bytes(content)
+    said = set()
+    for fmt in ("lines", "goemotions", "tsv", "csv", "jsonl"):
+        with pytest.raises(UserError) as e:
+            list(predict.read_rows(str(path), fmt, text_column="text"))
+        said.add(str(e.value))
+    (message,) = said  # one check, one verdict, whatever the format
+    assert message.startswith(str(path)) and problem in message, message
+    assert prepare_data.main([str(path), str(tmp_path / "out"), "--format", "csv"]) == 1
+    assert capsys.readouterr().err == f"prepare_data.py: error: {message}\n"  # the same check, the same line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+
+
+def test_predict_refuses_a_utf16_file_or_stream_before_writing_anything(scorer: Path, tmp_path: Path):
+    (tmp_path / "in.txt").write_bytes(NOT_UTF8["UTF-16LE"][0])
+    r, _ = run("predict.py", scorer, "--input", tmp_path / "in.txt", "--output", tmp_path / "out.tsv")
+    one_line(r, "predict.py", f"{tmp_path / 'in.txt'}: UTF-16LE text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    r, _ = run("predict.py", scorer, "--input", "-", stdin=tmp_path / "in.txt")
+    one_line(r, "predict.py", "standard input: UTF-16LE text")
+    assert r.stdout == ""
+
+
+# ----------------------------------------------------------------------------- B17: pipes where files are read twice
+
+
+def test_a_pipe_where_a_file_is_read_twice_is_refused_at_once(small_data: Path, tiny_bert: Path, scorer: Path,
+                                                              tmp_path: Path):
+    fifo = tmp_path / "train.tsv"
+    os.mkfifo(fifo)  # nobody writes to it: opening it would block forever
+    data = [small_data / f for f in ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")]
+    pipe_data = tmp_path / "piped"
+    write_slice(small_data, pipe_data, {"dev": 48, "test": 48})
+    os.mkfifo(pipe_data / "train.tsv")
+    runs = {"bert_model.py": ["bert_model.py", fifo, *data[1:], tmp_path / "m", "--transformer-model", tiny_bert],
+            "tune.py": ["tune.py", tmp_path / "study", "--data", pipe_data],
+            "prepare_data.py": ["prepare_data.py", fifo, tmp_path / "out"],
+            "predict.py": ["predict.py", scorer, "--input", fifo, "--output", tmp_path / "out.tsv"]}
+    for script, argv in runs.items():
+        r, _ = run(*argv, timeout=60)
+        where = pipe_data / "train.tsv" if script == "tune.py" else fifo
+        one_line(r, script, f"{where}: not a regular file (a pipe): give a file")
+    assert not {"m", "out", "out.tsv"} & {p.name for p in tmp_path.iterdir()}
+
+
+def test_a_process_substitution_is_refused_not_read_as_no_examples(small_data: Path, tiny_bert: Path,
+                                                                    tmp_path: Path):
+    """bash's <(cat train.tsv): /dev/fd/N, a pipe that the checksum would drain before the split is read."""
+    read, write = os.pipe()
+    os.write(write, (small_data / "train.tsv").read_bytes()[:4096])
+    os.close(write)
+    data = [small_data / f for f in ("dev.tsv", "test.tsv", "emotions.txt")]
+    r, _ = run("bert_model.py", f"/dev/fd/{read}", *data, tmp_path / "m", "--transformer-model", tiny_bert,
+               pass_fds=(read,), timeout=60)
+    os.close(read)
+    one_line(r, "bert_model.py", f"/dev/fd/{read}: not a regular file (a pipe)")
