@@ -293,7 +293,7 @@ def read_as(args: argparse.Namespace, train_counts: list[int], limit: int | None
 def each_window_a_text(y: np.ndarray, enc: encoder.Encoded) -> tuple[np.ndarray, encoder.Encoded]:
     """--window-labels each: every window a training example of its own, with all of its document's labels."""
     n = len(enc.windows)
-    return y[enc.owner], encoder.Encoded(enc.windows, np.arange(n), [len(w) for w in enc.windows], [0] * n)
+    return y[enc.owner], encoder.Encoded(enc.windows, np.arange(n), [0] * n)
 
 
 def windows_of(split: dict) -> None:

@@ -179,9 +179,10 @@ def check_loads(model: str, revision: str | None) -> tuple[Path, str]:
 
     transformers.logging.set_verbosity_error()  # e.g. "unused weights of the pre-training heads"
     kwargs = {} if revision is None else {"revision": revision, "local_files_only": True}
-    config = AutoConfig.from_pretrained(model, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
-    net = AutoModel.from_pretrained(model, **kwargs)
+    # never the model's own code, never a question on standard input (files.check_no_model_code said why before)
+    config = AutoConfig.from_pretrained(model, trust_remote_code=False, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=False, **kwargs)
+    net = AutoModel.from_pretrained(model, trust_remote_code=False, **kwargs)
     n_params = sum(p.numel() for p in net.parameters())
     if revision is None:
         folder = Path(model)
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_folder(folder: Path) -> int:
+    files.check_no_model_code(folder)
     try:
         _, what = check_loads(str(folder), None)
     except Exception as err:
@@ -254,6 +256,7 @@ def fetch(args: argparse.Namespace) -> int:
         print(f"Note: {note}")
     print(f"Cache: {constants.HF_HUB_CACHE} ({note if not note.startswith('TRANSFORMERS_CACHE') else 'mapped'})")
     if constants.HF_HUB_OFFLINE:  # only check what is in the cache (this is also the check run below)
+        files.check_no_model_code(model, args.revision)
         try:
             folder, what = check_loads(model, args.revision)
         except Exception as err:

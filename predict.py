@@ -501,8 +501,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise UserError("give texts on the command line or --input, not both")
     if not args.input and not args.texts:
         raise UserError("no texts: give some on the command line, --input FILE, or --input - for standard input")
-    if args.input and args.input != "-" and not Path(args.input).is_file():
-        raise UserError(f"{args.input}: no such file")
+    if args.input and args.input != "-":  # read more than once (checked, counted, checksummed): a file, not a pipe
+        if not Path(args.input).exists():
+            raise UserError(f"{args.input}: no such file")
+        files.regular_file(args.input, " (a stream: --input - reads standard input, once)")
     if args.resume and not args.output:
         raise UserError("--resume needs --output (standard output cannot be resumed)")
     if args.shard and (not args.input or args.input == "-"):
@@ -568,6 +570,8 @@ def label_into(args: argparse.Namespace, out_path: Path | None, fmt: str, top_k:
         next(iter(read_rows(args.input, args.input_format, args.text_column, args.id_column)), None)
     device = torch.device("cuda" if args.cuda else "cpu")
     scorer, tokenizer, settings = load_scorer(args, device)
+    if args.input == "-":  # UTF-16 or binary input refused before the output begins (its start peeked, not read)
+        files.check_encoding("-", sys.stdin.buffer)
     try:
         return run(args, scorer, tokenizer, settings, fmt, top_k, out_path, shard, device)
     except OSError as e:

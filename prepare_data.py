@@ -11,7 +11,9 @@ the split rule and seed, the label counts per split). bert_model.py, data_analys
 
 Labels come as one column of label lists (a JSON list, or names joined by --label-separator), as label ids into
 --labels-file (--label-ids), or as one 0/1 column per label (--label-columns, or --label-pattern). Label order:
---labels-file's, else sorted. Splits: three files (--train/--dev/--test), a split column (--split-column), or made
+--labels-file's, else sorted. Label names are written in Unicode's NFC (a name typed as NFD is the same label) and
+must follow the rule of multilabel/files.py (no comma, tab, line break or other control character; not starting
+with = or @). Splits: three files (--train/--dev/--test), a split column (--split-column), or made
 with --split TRAIN DEV TEST (iterative stratification, Sechidis et al. 2011, from the iterative-stratification
 package, then one example moved where a label with >= 3 examples missed a split).
 
@@ -26,6 +28,7 @@ import hashlib
 import json
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,12 +133,14 @@ def one_hot_value(value, column: str, where: str) -> bool:
 
 
 def check_names(names: list, where: str, known: set[str] | None, labels_file: str | None) -> list[str]:
+    """The label names of a row, in NFC, each once; a name against files.label_name_problem's rule is an error."""
     out = []
     for name in names:
         if not isinstance(name, str):
             raise DataError(f"{where}: label {name!r} is not a name (use --label-ids for label ids)")
-        if files.label_name_problem(name) or files.unicode_problem(name):
-            raise DataError(f"{where}: {files.label_name_problem(name) or files.unicode_problem(name)}")
+        name = unicodedata.normalize("NFC", name)
+        if files.label_name_problem(name):
+            raise DataError(f"{where}: {files.label_name_problem(name)}")
         if known is not None and name not in known:
             raise DataError(f"{where}: label {name!r} is not in the labels file {labels_file}")
         if name not in out:
@@ -147,12 +152,11 @@ def read_examples(path: Path, args: argparse.Namespace, split: str | None, known
                   out: Examples) -> dict:
     """Append one file's examples to `out`; returns what dataset.json says about the file."""
     fmt = file_format(path, args.format)
+    files.regular_file(path)  # read, then checksummed: a pipe would be read once
     table = tables.read_table(path, fmt)
     use = Columns.of(table.columns, args, path, fmt)
     known_set = set(known) if known is not None else None
-    for name in use.one_hot:
-        check_names([name], str(path), known_set, args.labels_file)
-    out.columns_named.update(use.one_hot)
+    out.columns_named.update(check_names(use.one_hot, str(path), known_set, args.labels_file))
     n = 0
     for record in table.rows:
         if record.blank and fmt == "jsonl":
@@ -356,7 +360,7 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     existing = check_out_dir(out_dir)
     if args.split is not None:
         check_fractions(args.split)
-    known = files.read_labels(args.labels_file) if args.labels_file else None
+    known = nfc_labels(args.labels_file) if args.labels_file else None
     if (args.label_ids or args.format == "goemotions") and known is None:
         raise DataError("label ids need --labels-file (the names, one a line, in id order)")
     inputs = ([(Path(args.input), None)] if args.input else
@@ -391,6 +395,11 @@ def prepare(args: argparse.Namespace, command: str) -> int:
     print(f"prepare_data.py: {what} {out_dir}: {len(labels)} labels; train {n['train']}, dev {n['dev']}, test "
           f"{n['test']} examples ({sum(counts[s]['without_label'] for s in SPLITS)} without a label)", file=sys.stderr)
     return 0
+
+
+def nfc_labels(path: str) -> list[str]:
+    """--labels-file's names in NFC, as every name this script writes (read_labels refuses two equal under NFC)."""
+    return [unicodedata.normalize("NFC", n) for n in files.read_labels(path)]
 
 
 def print_lengths(tokenizer: str, texts: dict[str, list[str]]) -> None:

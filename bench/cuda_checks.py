@@ -33,8 +33,8 @@ def one_batch(model_dir: Path, data_dir: Path, device: str, n: int = 16):
 
     with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
         rows = [next(csv.reader(f, delimiter="\t")) for _ in range(n)]
-    enc = AutoTokenizer.from_pretrained(model_dir)([r[0] for r in rows], padding=True, truncation=True,
-                                                   max_length=50, return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    enc = tokenizer([r[0] for r in rows], padding=True, truncation=True, max_length=50, return_tensors="pt")
     y = torch.zeros(n, 28)
     for i, r in enumerate(rows):
         y[i, [int(j) for j in r[1].split(",")]] = 1
@@ -59,9 +59,10 @@ def numerics(model_dir: Path, data_dir: Path, device: str) -> list[tuple[str, bo
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=28, problem_type="multi_label_classification", hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0).to(device)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False, num_labels=28,
+                                                               problem_type="multi_label_classification",
+                                                               hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0).to(device)
     ids, mask, y = one_batch(model_dir, data_dir, device)
     ref = grads(model, ids, mask, y, None, None)
     out = []

@@ -59,8 +59,8 @@ if [ "${PREPARE:-0}" = 1 ]; then
   "$PYTHON" -c "
 import sys, torch
 from transformers import AutoModel, AutoTokenizer
-AutoModel.from_pretrained(sys.argv[1]).half().save_pretrained(sys.argv[2])
-AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$tok" "$CARRY/minilm" || exit 2
+AutoModel.from_pretrained(sys.argv[1], trust_remote_code=False).half().save_pretrained(sys.argv[2])
+AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=False).save_pretrained(sys.argv[2])" "$tok" "$CARRY/minilm" || exit 2
   # wheels for a package the GPU machine may lack (it had them all when last seen: see docs/benchmarks.md)
   for w in ${CARRY_WHEELS:-}; do
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

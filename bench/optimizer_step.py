@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = throughput.minilm_dir() if args.model == "minilm" else throughput.make_random_bert(
             Path(tmp) / "m", throughput.minilm_dir(), "base")
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=28)
+        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, num_labels=28)
     params = list(model.parameters())
     torch.manual_seed(0)
     grads = [torch.randn_like(p) * 1e-3 for p in params]

@@ -70,8 +70,8 @@ def worker(args: argparse.Namespace) -> int:
         from transformers import pipeline
 
         info = json.loads((Path(args.model) / "goemotions.json").read_text(encoding="utf-8"))
-        clf = pipeline("text-classification", model=args.model, top_k=None, batch_size=args.batch_size,
-                       device=device)
+        clf = pipeline("text-classification", trust_remote_code=False, model=args.model, top_k=None,
+                       batch_size=args.batch_size, device=device)
         labels = [clf.model.config.id2label[i] for i in range(clf.model.config.num_labels)]
         t1 = time.perf_counter()
         out = clf(texts, truncation=True, max_length=int(info["max_length"]))

@@ -65,7 +65,7 @@ def make_random_bert(out: Path, tokenizer_dir: Path, size: str) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     if size == "base":
         config = BertConfig(vocab_size=tokenizer.vocab_size)
     else:
@@ -119,7 +119,7 @@ def full_epoch_padding(data_dir: Path, tokenizer_dir: Path, batch_size: int, max
 
     with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
         texts = [row[0] for row in csv.reader(f, delimiter="\t")]
-    lengths = [len(x) for x in AutoTokenizer.from_pretrained(tokenizer_dir)(
+    lengths = [len(x) for x in AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)(
         texts, truncation=True, max_length=max_length)["input_ids"]]
     g = torch.Generator().manual_seed(seed)
     random_order = torch.randperm(len(lengths), generator=g).tolist()
@@ -148,8 +148,9 @@ def run_original(model_dir: Path, sample: Path, batch_size: int, max_length: int
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     texts, ys, num_labels = read_sample(sample)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False,
+                                                               num_labels=num_labels).to(device)
     shapes = []
 
     class GoEmotionsDataset(Dataset):
@@ -206,9 +207,10 @@ def run_trainer(model_dir: Path, sample: Path, batch_size: int, max_length: int,
     )
 
     texts, ys, num_labels = read_sample(sample)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=num_labels, problem_type="multi_label_classification")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False,
+                                                               num_labels=num_labels,
+                                                               problem_type="multi_label_classification")
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     train = [{**{k: enc[k][i] for k in enc}, "labels": ys[i]} for i in range(len(texts))]
     shapes, clock = [], {"epochs": 0}
@@ -279,7 +281,7 @@ def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: i
     from transformers import AutoTokenizer
 
     texts, _, _ = read_sample(sample)
-    lengths = [len(x) for x in AutoTokenizer.from_pretrained(model_dir)(
+    lengths = [len(x) for x in AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)(
         texts, truncation=True, max_length=max_length)["input_ids"]]
     # the timed epoch's order, as bert_model.py draws it (seed + epoch index)
     batches = bert_model.length_grouped_batches(lengths, batch_size, metrics["args"]["seed"] + warmup)
@@ -316,7 +318,7 @@ def worker(args: argparse.Namespace) -> int:
     texts, _, _ = read_sample(sample)
     from transformers import AutoTokenizer
 
-    real = sum(len(x) for x in AutoTokenizer.from_pretrained(model_dir)(
+    real = sum(len(x) for x in AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)(
         texts, truncation=True, max_length=args.max_length)["input_ids"])
     processed = sum(b * w for b, w in r.pop("shapes"))
     r.update(examples=len(texts), real_tokens=real, padded_tokens=processed, threads=torch.get_num_threads())
@@ -359,7 +361,7 @@ def non_embedding_params(model_dir: Path, num_labels: int) -> tuple[int, int]:
     """(all parameters, parameters outside the embedding tables) of the classifier model."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(model_dir, num_labels=num_labels)
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False, num_labels=num_labels)
     model = AutoModelForSequenceClassification.from_config(config)
     total = sum(p.numel() for p in model.parameters())
     emb = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in n or n.startswith("embeddings."))

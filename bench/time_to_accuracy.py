@@ -168,10 +168,12 @@ def trainer_worker(argv: list[str]) -> int:
     splits = {"train": read_split(args.train, len(labels), args.max_train_examples),
               "dev": read_split(args.dev, len(labels)), "test": read_split(args.test, len(labels))}
     transformers.set_seed(args.seed)  # before the model: the new head's initial weights
-    tokenizer = AutoTokenizer.from_pretrained(args.transformer_model)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        args.transformer_model, num_labels=len(labels), problem_type="multi_label_classification",
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    tokenizer = AutoTokenizer.from_pretrained(args.transformer_model, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(args.transformer_model, trust_remote_code=False,
+                                                               num_labels=len(labels),
+                                                               problem_type="multi_label_classification",
+                                                               id2label=dict(enumerate(labels)),
+                                                               label2id={n: i for i, n in enumerate(labels)})
     data = {}
     for split, (texts, ys) in splits.items():
         enc = tokenizer(texts, truncation=True, max_length=args.max_length)

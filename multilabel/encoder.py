@@ -60,13 +60,14 @@ def load_pretrained(name: str, labels: list[str]) -> tuple:
     are fp32 whatever dtype the folder was saved in: autocast does the rest."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    head = {"num_labels": len(labels), "problem_type": "multi_label_classification",
+            "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)},
+            "ignore_mismatched_sizes": True, "output_loading_info": True, "dtype": torch.float32}
+    files.check_no_model_code(name)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(name)
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=len(labels), problem_type="multi_label_classification",
-                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-                ignore_mismatched_sizes=True, output_loading_info=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+            model, info = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=False, **head)
     except (OSError, ValueError) as e:
         if Path(name).is_dir():
             raise UserError(f"{name}: not a loadable model folder ({str(e).splitlines()[0]})") from None
@@ -107,11 +108,13 @@ def load(model_dir: str | Path, device: torch.device) -> tuple:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a model folder (no config.json); give the SAVE_FP of bert_model.py")
+    files.check_no_model_code(model_dir)
     settings = files.read_model_settings(model_dir)
     try:
         with quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False)
+            model = model.to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except Exception as e:  # a truncated safetensors file, a config of an unknown architecture, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{model_dir}: cannot load the model: {first}") from None
@@ -183,19 +186,20 @@ def pad_id(tokenizer) -> int:
 @dataclass
 class Encoded:
     """Texts as the model reads them: the windows (token ids, special tokens included) of every text, a text's
-    windows consecutive; which text each window belongs to; and how many tokens each text had and lost."""
+    windows consecutive; which text each window belongs to; and, read in windows, how many tokens each text left
+    unread."""
     windows: list[list[int]]
     owner: np.ndarray         # window -> text
-    tokens: list[int]         # each text's whole length in tokens, special tokens included
-    capped: list[int]         # tokens of each text left unread (beyond --max-windows, or cut)
+    capped: list[int]         # windows: each text's tokens beyond --max-windows windows, unread (exact); 0 in the
+    #                           other readings, which cut a long text by design and do not count what they cut
 
     @property
     def texts(self) -> int:
-        return len(self.tokens)
+        return len(self.capped)
 
     def single(self) -> bool:
         """Every text is one window: scores are the windows' own."""
-        return len(self.windows) == len(self.tokens)
+        return len(self.windows) == self.texts
 
 
 def encode(tokenizer, texts: list[str], reading: lengths.Reading | int) -> Encoded:
@@ -209,19 +213,34 @@ def encode(tokenizer, texts: list[str], reading: lengths.Reading | int) -> Encod
     room = reading.max_length - special
     needed = reading.tokens_needed(room)
     cap = needed * lengths.CHARS_PER_TOKEN
-    heads = [t[:cap] + " " + t[-cap:] if reading.long_texts == "head-tail" and len(t) > 2 * cap else t[:cap]
-             for t in texts]
+    heads = [what_is_read(t, cap, reading.long_texts) for t in texts]
     with quiet_transformers():  # "Token indices sequence length is longer than ...": we know
         pieces = tokenizer(heads, add_special_tokens=False, truncation=False)["input_ids"] if texts else []
-    windows, owner, tokens, capped = [], [], [], []
+    windows, owner, capped = [], [], []
     for i, (text, ids) in enumerate(zip(texts, pieces, strict=True)):
-        whole = len(ids) if len(text) <= cap else max(len(ids), needed + 1)  # cut at `cap` characters: over anyway
         parts = read(ids, room, reading)
         windows += [before + part + after for part in parts]
         owner += [i] * len(parts)
-        tokens.append(whole + special)
-        capped.append(max(whole - needed, 0))
-    return Encoded(windows, np.asarray(owner, dtype=np.int64), tokens, capped)
+        capped.append(unread(tokenizer, text, ids, cap, needed) if reading.long_texts == "windows" else 0)
+    return Encoded(windows, np.asarray(owner, dtype=np.int64), capped)
+
+
+def what_is_read(text: str, cap: int, long_texts: str) -> str:
+    """The characters of a text that can reach a window (no token is longer than CHARS_PER_TOKEN): its first `cap`,
+    or with head-tail its first and last `cap`."""
+    if long_texts == "head-tail":
+        return text if len(text) <= 2 * cap else text[:cap] + " " + text[-cap:]
+    return text[:cap]
+
+
+def unread(tokenizer, text: str, ids: list[int], cap: int, needed: int) -> int:
+    """The tokens of a text read in windows that no window reaches. `ids` are the tokens of its first `cap`
+    characters: a longer text is tokenized again, whole, to count them (about a second a megabyte, and only for a
+    text too long to be read whole anyway)."""
+    if len(text) > cap:
+        with quiet_transformers():
+            ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+    return max(len(ids) - needed, 0)
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:

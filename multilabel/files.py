@@ -27,7 +27,9 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -144,6 +146,7 @@ def write_json(path: str | Path, obj: object, what: str = "the file") -> None:
 
 
 def sha256(path: str | Path) -> str:
+    regular_file(path)  # a pipe read here would be empty for whoever reads it next, or block forever
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -161,24 +164,80 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def unicode_problem(text: str) -> str:
-    """Why `text` is not valid Unicode text, or ''."""
+    """Why `text` is not valid Unicode text, or ''. (A NUL: a file's own is refused whole, by check_encoding; one
+    here came escaped in JSON, or from standard input past its start.)"""
     if BAD_BYTES.search(text):
         return "not valid UTF-8"
+    if "\0" in text:
+        return "a NUL character (U+0000): UTF-16 or binary data?"
     found = SURROGATE.search(text)
     return f"a lone surrogate U+{ord(found[0]):04X} (an escaped \\u{ord(found[0]):04x})" if found else ""
 
 
 def open_text(path: str | Path, newline: str | None = "") -> io.TextIOBase:
     """A text file (or - for standard input) as UTF-8 with an optional byte-order mark; bytes that are not UTF-8
-    become marks (BAD_BYTES) on their own line, so that the error can name it."""
+    become marks (BAD_BYTES) on their own line, so that the error can name it. A file in another encoding (UTF-16 or
+    UTF-32, or anything with NUL bytes) is refused whole, before a line is read (check_encoding)."""
     try:
-        if str(path) == "-":
-            return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+        raw = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            check_encoding(path, raw)
+        except BaseException:
+            if raw is not sys.stdin.buffer:
+                raw.close()
+            raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+
+
+# Byte-order marks of the encodings that are not UTF-8 (UTF-32's first: UTF-32LE's begins as UTF-16LE's does).
+OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32LE", b"\x00\x00\xfe\xff": "UTF-32BE", b"\xff\xfe": "UTF-16LE",
+              b"\xfe\xff": "UTF-16BE"}
+
+
+def check_encoding(path: str | Path, raw: io.BufferedReader) -> None:
+    """Refuse a file that is not UTF-8 text as a whole: a UTF-16 or UTF-32 byte-order mark, or a NUL byte (UTF-16
+    without one, or a binary file), naming the line of the first. A regular file is scanned whole without moving its
+    read position; a pipe or standard input, on what is buffered of its start (a NUL further on is its row's
+    problem, unicode_problem)."""
+    path = "standard input" if str(path) == "-" else path
+    head = raw.peek(4096)[:4096]
+    bom = next((name for mark, name in OTHER_BOMS.items() if head.startswith(mark)), None)
+    if bom:
+        raise UserError(f"{path}: {bom} text (its byte-order mark), not UTF-8: convert it first, e.g. iconv -f "
+                        f"{bom[:6]} -t UTF-8 (every text file here is UTF-8)")
+    lines = 0
+    for block in blocks(raw.fileno()) if stat.S_ISREG(os.fstat(raw.fileno()).st_mode) else [head]:
+        if b"\0" in block:
+            line = lines + block.count(b"\n", 0, block.index(b"\0")) + 1
+            raise UserError(f"{path}:{line}: a NUL byte: not UTF-8 text (UTF-16 or UTF-32 without a byte-order "
+                            f"mark, or a binary file?); the whole file is refused")
+        lines += block.count(b"\n")
+
+
+def blocks(fd: int, size: int = 1 << 20) -> Iterator[bytes]:
+    """A regular file's bytes a block at a time, read without moving its read position (pread)."""
+    offset = 0
+    while block := os.pread(fd, size, offset):
+        yield block
+        offset += len(block)
+
+
+def regular_file(path: str | Path, hint: str = "") -> None:
+    """Refuse a path that is there but is not a regular file, for a reader that reads it more than once (checks
+    it, then reads it; or reads it and checksums it): a pipe would be empty the second time, or block forever. A
+    missing file is left to whoever opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise UserError(f"{path}: not a regular file ({kind}): give a file, which is read more than once{hint}")
 
 
 def close(f: io.TextIOBase) -> None:
@@ -255,29 +314,63 @@ LABELS_FILE = "emotions.txt"
 TAXONOMY_FILES = {"ekman": "ekman_mapping.json", "sentiment": "sentiment_dict.json"}
 
 
+# What a label name may be, for every file that holds one: a line of emotions.txt, a cell of predictions.tsv joined
+# with the others by commas, a column of predict.py's output (a CSV that a spreadsheet opens), a key of
+# goemotions.json. No comma; no tab, line break or other control character (Unicode's Cc, Zl and Zp: everything
+# str.splitlines splits on among them); not starting with = or @, which a spreadsheet takes for a formula; valid
+# Unicode. Two names equal under NFC are one label written two ways (prepare_data.py writes NFC).
+LABEL_FORMULA_STARTS = ("=", "@")
+
+
 def label_name_problem(name: str) -> str:
-    """Why `name` cannot be a label (predictions.tsv joins label names with commas, the TSVs hold them in cells)."""
+    """Why `name` cannot be a label (the rule above), or ''."""
     if not name.strip():
         return "blank label name"
-    if any(c in name for c in ",\t\n\r"):
-        return f"label name {name!r} holds a comma, a tab or a line break"
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if control is not None:
+        return (f"label name {name!r} holds U+{ord(control):04X}, a tab, line break or other control character "
+                f"(label names are lines and cells)")
+    if unicode_problem(name):
+        return f"label name {name!r}: {unicode_problem(name)}"
+    if "," in name:
+        return f"label name {name!r} holds a comma (label names are joined by commas)"
+    if name.startswith(LABEL_FORMULA_STARTS):
+        return (f"label name {name!r} starts with {name[0]!r}: a spreadsheet opening predict.py's CSV would run "
+                f"that column's name as a formula")
     return ""
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """emotions.txt: one name a line, spaces around a name dropped; a blank or repeated name is an error."""
+    """emotions.txt: one name a line, spaces around a name dropped; a name against the rule above, or repeated
+    (also in another Unicode normalization form), is an error."""
     path = Path(path)
     names: list[str] = []
+    first_line: dict[str, int] = {}  # by NFC form
     for i, line in enumerate(read_lines(path, "labels file"), 1):
         name = line.strip()
         if label_name_problem(name):
             raise UserError(f"{path}:{i}: {label_name_problem(name)}")
-        if name in names:
-            raise UserError(f"{path}:{i}: label {name!r} repeats line {names.index(name) + 1}")
+        j = first_line.setdefault(unicodedata.normalize("NFC", name), i)
+        if j != i:
+            raise UserError(f"{path}:{i}: {repeated(name, names[j - 1], j)}")
         names.append(name)
     if not names:
         raise UserError(f"{path}: no labels")
     return names
+
+
+def check_label_names(labels: list[str], path: Path) -> None:
+    """The label names a JSON file lists (a model's settings, a run's metrics), by the rule above."""
+    bad = next((n for n in labels if label_name_problem(n)), None)
+    if bad is not None:
+        raise UserError(f"{path}: {label_name_problem(bad)}")
+
+
+def repeated(name: str, first: str, line: int) -> str:
+    if name == first:
+        return f"label {name!r} repeats line {line}"
+    return (f"label {name!r} repeats line {line}'s {first!r} in another Unicode normalization form (NFC and NFD): "
+            f"one label written two ways")
 
 
 def labels_text(labels: list[str]) -> str:
@@ -408,6 +501,37 @@ def read_dataset(folder: str | Path) -> dict | None:
 # ------------------------------------------------------------------------------------------ the run folder
 
 MODEL_SETTINGS = "goemotions.json"  # in a saved model folder: labels, thresholds, max_length, args, metrics
+MODEL_CONFIGS = ("config.json", "tokenizer_config.json")  # where a model can name code of its own (auto_map)
+
+
+def check_no_model_code(model: str | Path, revision: str | None = None) -> None:
+    """Refuse a model (a folder, or a name in the Hugging Face cache) whose config names Python code of its own
+    (auto_map): transformers would import it from the folder, or ask on standard input whether to. This project
+    never runs a model's own code: every from_pretrained here says trust_remote_code=False (which refuses it too,
+    in transformers' words), and this says why, in one line, before anything is loaded."""
+    for name in MODEL_CONFIGS:
+        path = model_file(model, name, revision)
+        try:
+            config = json.loads(path.read_text(encoding="utf-8-sig")) if path else None
+        except (OSError, ValueError):
+            continue  # loading says what is wrong with it
+        if isinstance(config, dict) and "auto_map" in config:
+            where = "folder" if Path(model).is_dir() else "model's repository"
+            raise UserError(f"{model}: its {name} asks to run code from the {where} (auto_map); this project never "
+                            f"runs a model's own code")
+
+
+def model_file(model: str | Path, name: str, revision: str | None = None) -> Path | None:
+    """A file of a model folder, or of a hub model in the Hugging Face cache; None where there is none."""
+    if Path(model).is_dir():
+        return Path(model) / name
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(str(model), name, revision=revision)
+    except Exception:  # not a valid hub name: loading says so
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def checkpoint_path(save_fp: Path) -> Path:
@@ -459,6 +583,7 @@ def read_model_settings(folder: str | Path) -> dict | None:
     labels = info.get("labels") if isinstance(info, dict) else None
     if not isinstance(labels, list) or not labels or not all(isinstance(n, str) for n in labels):
         raise UserError(f"{path}: no list of label names ('labels')")
+    check_label_names(labels, path)
     if not isinstance(info.get("threshold", 0.3), int | float) or not isinstance(info.get("max_length", 512), int):
         raise UserError(f"{path}: 'threshold' is not a number or 'max_length' not an integer")
     tuned = info.get("thresholds")
@@ -507,6 +632,7 @@ def read_metrics(path: Path) -> dict:
     labels, args = metrics["labels"], metrics["args"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise UserError(f"{path}: 'labels' is not a list of label names")
+    check_label_names(labels, path)
     if metrics["taxonomy"] not in PAPER_MACRO_F1:
         raise UserError(f"{path}: unknown taxonomy {metrics['taxonomy']!r}")
     if not isinstance(metrics["threshold"], int | float) or not isinstance(metrics["history"], list):

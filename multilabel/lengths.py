@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multilabel import files
 from multilabel.files import UserError
 
 LONG_TEXTS = ("truncate", "head-tail", "windows")
@@ -26,7 +27,8 @@ WINDOW_LABELS = ("pooled", "each")
 REPORTED = (50, 128, 256, 512)  # the share of texts over each of these lengths
 GOEMOTIONS_LENGTH = 50  # the paper's max_seq_length: what `auto` means for GoEmotions' own data
 CHARS_PER_TOKEN = 100  # no token is longer (WordPiece reads a longer word as [UNK]): a text is cut at
-#                        this many characters a token needed before tokenizing, so a 5 MB broken row costs nothing
+#                        this many characters a token needed before tokenizing, so a 5 MB broken row costs little
+#                        (read in windows, it is tokenized once more, whole, to count the tokens left unread)
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,11 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    files.check_no_model_code(name)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         where = "not a loadable model folder" if Path(name).is_dir() else "not in the Hugging Face cache"
         raise UserError(f"tokenizer {name}: {where} ({str(e).strip().splitlines()[0]}); give a model folder, or "

@@ -79,7 +79,7 @@ def make_tiny_bert(out: Path, tokenizer_dir: Path, seed: int = 0, dropout: float
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,

@@ -128,16 +128,18 @@ FORMATS = {"lines": ".txt", "goemotions": ".tsv", "csv": ".csv", "jsonl": ".json
 @example(fmt="lines", content=b"a\rb\n")  # a bare CR inside a line
 @example(fmt="jsonl", content=b'{"text": "a \\ud800 b"}\n')  # an escaped lone surrogate
 @example(fmt="lines", content=b"\xef\xbb\xbf")  # only a byte-order mark: no line
+@example(fmt="jsonl", content=b'{"text": "a"}\n{"text": "b \x00"}\n')  # a NUL byte: not a UTF-8 text file
 def test_a_corpus_gives_a_row_for_every_row_and_a_reason_for_every_bad_one(tmp_path: Path, fmt: str,
                                                                           content: bytes) -> None:
     path = tmp_path / f"corpus{FORMATS[fmt]}"
     path.write_bytes((b"text,id\n" if fmt == "csv" else b"") + content)
     try:
         rows = list(predict.read_rows(str(path), "auto"))
-    except UserError as e:  # only a header can be refused; the rows are carried
-        assert fmt == "csv", e
+    except UserError as e:  # only a header, or a file that is not UTF-8 text (NUL bytes), is refused; rows are carried
+        assert fmt == "csv" or b"\x00" in content, e
         one_line(e, path)
         return
+    assert b"\x00" not in content
     assert [r.line for r in rows] == sorted({r.line for r in rows})  # one row each, in order
     assert all((r.error != "") != (r.text != "") for r in rows)  # scored with a text, or a reason and none
     assert all(not files.unicode_problem(r.text + r.id) for r in rows)  # every row can be written out
@@ -155,8 +157,10 @@ def scorer(tiny_bert: Path, goemotions_dir: Path, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     labels = files.read_labels(goemotions_dir / "emotions.txt")
     out = tmp_path_factory.mktemp("scorer")
-    AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=len(labels)).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, trust_remote_code=False,
+                                                               num_labels=len(labels))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_bert, trust_remote_code=False).save_pretrained(out)
     (out / files.MODEL_SETTINGS).write_text(json.dumps({"labels": labels, "threshold": 0.3, "max_length": 32}))
     return out
 
@@ -175,6 +179,9 @@ def test_predict_labels_every_row_of_any_corpus(tmp_path: Path, scorer: Path, fm
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
+    if b"\x00" in content:  # not UTF-8 text: the whole file refused, in one line, nothing written
+        assert code == 1 and capsys.readouterr().err.count("\n") == 1 and not out.exists()
+        return
     capsys.readouterr()
     rows = list(predict.read_rows(str(path), "auto"))
     assert code == 0

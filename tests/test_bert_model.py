@@ -119,7 +119,8 @@ def test_saved_model_reloads_with_the_same_predictions_in_predict_and_pipeline(t
     from transformers import pipeline
 
     texts = files.read_split(data / "test.tsv", 28).texts
-    pipe = pipeline("text-classification", model=str(out / "model"), top_k=None, device="cpu")
+    pipe = pipeline("text-classification", trust_remote_code=False, model=str(out / "model"), top_k=None,
+                    device="cpu")
     for result, g in zip(pipe(texts[:10]), got[:10], strict=True):
         scores = {d["label"]: d["score"] for d in result}
         assert max(abs(scores[n] - g["scores"][n]) for n in labels) < 1e-5
@@ -324,7 +325,7 @@ def test_the_head_learns_at_the_head_rate_whatever_the_encoder(arch, minilm, tmp
     cls, config, head = _tiny_encoders()[arch]
     torch.manual_seed(0)
     cls(config).save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(minilm).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm, trust_remote_code=False).save_pretrained(tmp_path)
     model, _, new, _ = encoder.load_pretrained(str(tmp_path), LABELS)
     assert new and all(n.startswith(tuple(head)) for n in new)
     y = np.zeros((20, len(LABELS)), dtype=np.float32)

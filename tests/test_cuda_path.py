@@ -115,7 +115,7 @@ def test_a_folder_saved_in_half_precision_trains_as_the_same_weights_in_fp32(dat
     from transformers import BertModel
 
     tiny = make_tiny_bert(tmp_path / "tiny", minilm, dropout=0.0)
-    model = BertModel.from_pretrained(tiny, dtype=torch.float32)
+    model = BertModel.from_pretrained(tiny, trust_remote_code=False, dtype=torch.float32)
     with torch.no_grad():
         for p in model.parameters():  # weights that both files hold exactly
             p.copy_(p.to(dtype).float())
@@ -151,8 +151,8 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(goemotions_dir, minilm, 
     from transformers import AutoTokenizer, BertModel
 
     tiny = make_tiny_bert(tmp_path / "tiny", minilm, dropout=0.0)
-    word = AutoTokenizer.from_pretrained(tiny).convert_tokens_to_ids("zebra")
-    model = BertModel.from_pretrained(tiny)
+    word = AutoTokenizer.from_pretrained(tiny, trust_remote_code=False).convert_tokens_to_ids("zebra")
+    model = BertModel.from_pretrained(tiny, trust_remote_code=False)
     with torch.no_grad():
         model.embeddings.word_embeddings.weight[word] = float("nan")
     model.save_pretrained(tiny)
@@ -178,7 +178,7 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(goemotions_dir, minilm, 
 
 def parameters(model: Path) -> int:
     from transformers import BertModel
-    return sum(p.numel() for p in BertModel.from_pretrained(model).parameters())
+    return sum(p.numel() for p in BertModel.from_pretrained(model, trust_remote_code=False).parameters())
 
 
 def test_a_disk_without_room_for_a_checkpoint_is_refused_before_training(data, tiny_bert, small_disk):

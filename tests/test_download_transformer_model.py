@@ -47,7 +47,8 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: st
 def offline_load(repo: str, **env: str | Path) -> subprocess.CompletedProcess[str]:
     """Load tokenizer and model by name in a fresh process with HF_HUB_OFFLINE=1 and no reachable hub."""
     code = ("import sys; from transformers import AutoModel, AutoTokenizer; "
-            "t = AutoTokenizer.from_pretrained(sys.argv[1]); m = AutoModel.from_pretrained(sys.argv[1]); "
+            "t = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=False); "
+            "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=False); "
             "print('loaded', type(m).__name__, t('hello world')['input_ids'])")
     full = clean_env(HF_HUB_OFFLINE="1", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", **env)
     return subprocess.run([sys.executable, "-c", code, repo], capture_output=True, text=True, env=full, timeout=120)

@@ -177,7 +177,7 @@ def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_ber
     assert m["args"]["add_tokens"] == ["[NAME]", "[RELIGION]"]
     assert "--add-tokens: 2 new token(s), vocabulary now 30524 ([NAME] was [ name ]" in r.stdout
     assert w["bert.embeddings.word_embeddings.weight"].shape[0] == 30524
-    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "model", trust_remote_code=False)
     assert tok.tokenize("Thanks [NAME], the [RELIGION] one") == ["thanks", "[NAME]", ",", "the", "[RELIGION]", "one"]
     assert json.loads((tmp_path / "model" / "config.json").read_text())["vocab_size"] == 30524
     card = (tmp_path / "model" / "README.md").read_text()
@@ -192,7 +192,8 @@ def test_add_tokens_round_trips_through_save_predict_and_pipeline(data, tiny_ber
     r = run_script("predict.py", tmp_path / "model", "--input", data / "test.tsv", "--format", "jsonl")
     assert r.returncode == 0, r.stderr
     got = {g["id"]: g for g in map(json.loads, r.stdout.splitlines())}
-    pipe = pipeline("text-classification", model=str(tmp_path / "model"), top_k=None, device="cpu")
+    pipe = pipeline("text-classification", trust_remote_code=False, model=str(tmp_path / "model"), top_k=None,
+                    device="cpu")
     for i, result in zip(masked, pipe([texts[i] for i in masked]), strict=True):
         piped = {d["label"]: d["score"] for d in result}
         for name in m["labels"]:

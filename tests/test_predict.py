@@ -30,7 +30,7 @@ def model(minilm: Path, goemotions_dir: Path, tmp_path_factory: pytest.TempPathF
 
     torch.manual_seed(0)
     labels = (goemotions_dir / "emotions.txt").read_text().split()
-    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    tokenizer = AutoTokenizer.from_pretrained(minilm, trust_remote_code=False)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, num_labels=len(labels),
                         problem_type="multi_label_classification", initializer_range=0.5)
@@ -115,7 +115,8 @@ def test_chunked_and_unchunked_runs_agree(model: Path, texts, tmp_path: Path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    m, tok = AutoModelForSequenceClassification.from_pretrained(model), AutoTokenizer.from_pretrained(model)
+    m = AutoModelForSequenceClassification.from_pretrained(model, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(model, trust_remote_code=False)
     with torch.no_grad():
         for (text, _), row in zip(texts[:5], one, strict=False):
             p = torch.sigmoid(m(**tok(text, return_tensors="pt", truncation=True, max_length=64)).logits[0])
