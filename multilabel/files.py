@@ -429,6 +429,8 @@ def split_row(cells: list[str], num_labels: int) -> tuple[str, tuple[int, ...], 
         raise ValueError("empty text")
     if not example_id.strip():
         raise ValueError("empty id")
+    if any(c in example_id for c in "\t\r\n"):  # predictions.tsv writes the id as it is, in a cell of a line
+        raise ValueError(f"id {example_id!r} holds a tab or a line break")
     ids: list[int] = []
     for token in field.split(",") if field else []:  # an empty field: a text with no label
         if not LABEL_ID.fullmatch(token):
@@ -676,7 +678,8 @@ class Predictions:
 def read_predictions(path: Path, labels: list[str]) -> Predictions:
     """predictions.tsv of bert_model.py, checked against the run's labels."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # lines end in \n only: an id may hold U+2028
+        lines = [line.removesuffix("\r") for line in lines[:-1 if lines[-1] == "" else None]]
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     header = ["id", "gold", "predicted", *labels]

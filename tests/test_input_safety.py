@@ -275,3 +275,22 @@ def test_a_process_substitution_is_refused_not_read_as_no_examples(small_data: P
                pass_fds=(read,), timeout=60)
     os.close(read)
     one_line(r, "bert_model.py", f"/dev/fd/{read}: not a regular file (a pipe)")
+
+
+def test_an_id_with_a_line_separator_survives_predictions_tsv_and_one_with_a_tab_is_refused() -> None:
+    """predictions.tsv's lines end in \\n only: an id holding U+2028 or U+0085 is read back as written (splitlines
+    would cut it in two); an id with a tab or a line break, which a cell of it cannot hold, is refused in the split."""
+    import numpy as np
+
+    ids = ["a\u2028b", "c\x85d", "plain"]
+    gold, scores = np.array([[1, 0], [0, 1], [1, 1]]), np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.31]])
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ids-{os.getpid()}.tsv"
+    path.write_text(files.predictions_text(ids, gold, scores, 0.3, ["x", "y"]), encoding="utf-8")
+    try:
+        back = files.read_predictions(path, ["x", "y"])
+    finally:
+        path.unlink()
+    assert back.ids == ids and back.gold.tolist() == gold.astype(bool).tolist()
+    for bad in ("a\tb", "a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="tab or a line break"):
+            files.split_row(["a text", "0", bad], 2)
