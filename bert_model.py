@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from multilabel import checkpoint, encoder, files, lengths, losses, outputs, report
+from multilabel import checkpoint, encoder, files, identity, lengths, losses, outputs, report
 from multilabel.device import Env, all_ranks_finite, hardware, setup
 from multilabel.files import UserError
 
@@ -56,7 +56,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     """The whole run, in order. Returns 0, or EXIT_REQUEUE after a stop signal and a checkpoint."""
     started = time.time()
     save_fp, ckpt_path = output_paths(args.save_fp, args.resume)
-    data_sha256 = checkpoint.data_checksums(vars(args))  # the data's content, checked on resume and recorded
+    data_sha256 = identity.data_checksums(vars(args))  # the data's content by role, checked on resume and recorded
     resumable = checkpoint_to_resume(args, ckpt_path, data_sha256)
     env = setup(args.cuda, args.precision, "bert_model.py")
     labels, splits = read_data(args)
@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_inputs(args: argparse.Namespace) -> list[outputs.Input]:
     """What the run reads: the data files, and the base model's folder (loaded whole) where it is a local one."""
-    found = [outputs.Input(Path(p), "a data file of this run") for p in files.data_files(vars(args))]
+    found = [outputs.Input(Path(p), f"the {role} data") for role, p in identity.data_paths(vars(args)).items()]
     if Path(args.transformer_model).is_dir():
         found.append(outputs.Input(Path(args.transformer_model), "the base model (--transformer-model)", folder=True))
     return found
@@ -624,6 +624,7 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
     """Dev and test, at --threshold and at per-label thresholds tuned on dev: what metrics.json holds."""
     found = report.results(labels, args.threshold, (splits["dev"]["y"], state["best"]["dev_probs"].numpy()),
                            (splits["test"]["y"], test_probs))
+    run = run_identity(args, state, env.world)
     dataset = files.read_dataset(Path(args.labels).parent)
     paper = files.paper_taxonomy(labels)
     return {
@@ -636,14 +637,21 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
         "world_size": env.world, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated(env.device) / 2**20 if args.cuda else None,
         "args": vars(args), "loss": loss_info, "command": command, "hardware": hardware(env),
-        "total_time_s": time.time() - started, "data_sha256": state["data_sha256"],
+        "total_time_s": time.time() - started, "data_sha256": {
+            path: state["data_sha256"][role] for role, path in identity.data_paths(vars(args)).items()},
         "reading": state["reading"].settings(), "lengths": state["lengths"],
-        # what compare_runs.py groups runs by: the options that can change a result but the seed, as declared in
-        # files.NO_RESULT, without the parameters of losses not chosen
-        "settings": {k: v for k, v in files.result_options(vars(args)).items()
-                     if k != "seed" and k not in losses.unused_options(vars(args)) | unused_reading(state["reading"])}
-        | {"max_length": state["reading"].max_length, "long_texts": state["reading"].long_texts},
+        # what the run is (identity.py), and the experiment it is a seed of: what compare_runs.py groups runs by
+        "identity": run, "experiment": identity.key(identity.experiment(run)),
+        "settings": identity.experiment(run)["options"],
     }
+
+
+def run_identity(args: argparse.Namespace, state: dict, world: int) -> dict:
+    """identity.training_run, with the reading resolved (--max-length auto's length, --long-texts auto's choice)."""
+    reading = state["reading"]
+    options = vars(args) | {"max_length": reading.max_length, "long_texts": reading.long_texts}
+    return identity.training_run(options, state["data_sha256"], world,
+                                 losses.unused_options(options) | unused_reading(reading))
 
 
 def unused_reading(reading: lengths.Reading) -> set[str]:

@@ -127,10 +127,18 @@ def load_run(path: Path) -> Run:
     return Run(path=path, metrics=metrics, seed=args["seed"], settings=settings)
 
 
-def group_key(run: Run) -> str:
-    """What must be equal for two runs to be averaged: settings, label set, and the test set's label counts."""
+def settings_key(run: Run) -> str:
+    """What must be equal for two runs to be averaged, but the data (group_runs adds it): settings, label set, and
+    the test set's label counts. A group's id is made of it, where the data does not split it."""
     supports = [run.metrics["test"]["per_label"][n]["support"] for n in run.labels]
     return json.dumps({"settings": run.settings, "labels": run.labels, "test_supports": supports}, sort_keys=True)
+
+
+def run_data(run: Run) -> list[str] | None:
+    """The SHA-256 of each data file the run read, in the order it read them (train, dev, test, labels, then
+    dataset.json and a taxonomy's mapping where read); None for a metrics.json from before they were recorded."""
+    recorded = run.metrics.get("identity", {}).get("data") or run.metrics.get("data_sha256")
+    return list(recorded.values()) if isinstance(recorded, dict) and recorded else None
 
 
 def format_value(value: object) -> str:
@@ -142,15 +150,29 @@ def format_value(value: object) -> str:
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """Runs with equal group keys form a group; each gets an id (a hash of the key) and a readable label."""
-    groups: dict[str, Group] = {}
+    """Seeds of one experiment (identity.py) form a group: runs of equal settings keys and the same data; each gets
+    an id (a hash of the key) and a readable label. A run that records no checksums of its data (an older
+    metrics.json) joins the runs of its settings where they all read one data, else a group of its own."""
+    found: list[Group] = []
+    by_settings: dict[str, list[Run]] = {}
     for run in runs:
-        key = group_key(run)
-        if key not in groups:
-            groups[key] = Group(id=hashlib.sha1(key.encode()).hexdigest()[:8], key=key, runs=[],
-                                settings=run.settings)
-        groups[key].runs.append(run)
-    found = list(groups.values())
+        by_settings.setdefault(settings_key(run), []).append(run)
+    for key, same in by_settings.items():
+        by_data: dict[str, list[Run]] = {}
+        for run in same:
+            by_data.setdefault(json.dumps(run_data(run)), []).append(run)
+        known = [k for k in by_data if k != "null"]
+        if len(known) == 1 and "null" in by_data:
+            by_data[known[0]] += by_data.pop("null")
+        for data, members in by_data.items():
+            full = key if len(by_data) == 1 else json.dumps({**json.loads(key), "data": json.loads(data)})
+            found.append(Group(id=hashlib.sha1(full.encode()).hexdigest()[:8], key=full, runs=members,
+                               settings=members[0].settings))
+    unknown = [r for r in runs if run_data(r) is None]
+    if unknown:
+        note(f"{len(unknown)} run(s) record no checksums of their data ({unknown[0].path}"
+             f"{', ...' if len(unknown) > 1 else ''}: a metrics.json from before they were kept): grouped by their "
+             f"settings, beside runs of one data; runs on other data cannot be told apart")
     name_groups(found)
     for group in found:
         group.runs.sort(key=lambda r: (str(r.seed), str(r.path)))

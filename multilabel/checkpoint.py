@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from multilabel import files
+from multilabel import files, identity, losses
 from multilabel.device import Env
 from multilabel.files import UserError, mib
 
@@ -27,16 +27,6 @@ STATEFUL = ("model", "optimizer", "scheduler", "scaler")  # saved as their state
 SAVED = ("epoch", "step", "order", "history", "loss_curve", "best")
 EXIT_REQUEUE = 99  # stopped on a signal after writing a checkpoint; Grid Engine reruns a job that exits 99
 KEPT = "; the previous checkpoint and model are kept: free some space and rerun with --resume"
-
-
-def data_checksums(args: dict) -> dict[str, str]:
-    """SHA-256 of each file the run reads its data from, by its path."""
-    try:
-        return {path: files.sha256(path) for path in files.data_files(args)}
-    except FileNotFoundError as e:  # as files.open_text says it
-        raise UserError(f"{e.filename}: file not found") from None
-    except OSError as e:
-        raise UserError(f"{e.filename}: cannot read: {e.strerror}") from None
 
 
 def tensor_bytes(obj: object) -> int:
@@ -84,29 +74,18 @@ def load(path: Path) -> dict:
     return ck
 
 
-def shown(value: object) -> str:
-    return "(none)" if value is None else " ".join(value) if isinstance(value, list) else str(value)
-
-
-def check_resumable(path: Path, args: dict, data_sha256: dict[str, str], defaults: dict, world: int) -> dict:
-    """The checkpoint at `path` if this run may continue it: the same options wherever they can change a result (an
-    option the checkpoint does not name was added since, and was at its default), the same data by content, the
-    same number of processes. Otherwise a UserError naming the first difference."""
+def check_resumable(path: Path, args: dict, data: dict[str, str], defaults: dict, world: int) -> dict:
+    """The checkpoint at `path` if this run may continue it: a run of the same identity (identity.py: the options
+    that can change its result, an option the checkpoint does not name having been added since at its default; the
+    data by content; the number of processes). Otherwise a UserError naming the first difference."""
     ck = load(path)
-    written = files.result_options({**defaults, **ck["args"]})
-    for key, now in files.result_options(args).items():
-        if written.get(key) != now:
-            raise UserError(f"{path}: written with --{key.replace('_', '-')} {shown(written.get(key))}, this run has "
-                            f"{shown(now)}; use the same settings or move it away")
-    before, now = ck["data_sha256"], data_sha256
-    for (old_path, old), (new_path, new) in zip(before.items(), now.items(), strict=False):
-        if old != new:
-            raise UserError(f"{path}: its data file {old_path} had SHA-256 {old[:16]}..., this run's {new_path} has "
-                            f"{new[:16]}...: other data; use the same files or move the checkpoint away")
-    if len(before) != len(now):
-        raise UserError(f"{path}: written with data files {', '.join(before)}, this run reads {', '.join(now)}")
-    if ck["world"] != world:
-        raise UserError(f"{path}: written by {ck['world']} process(es), this run has {world}")
+    written = {**defaults, **ck["args"]}
+    was_data = ck["data_sha256"] if set(ck["data_sha256"]) <= set(identity.ROLES) else \
+        identity.by_role(written, ck["data_sha256"])  # a checkpoint from before data was kept by role
+    was = identity.training_run(written, was_data, ck["world"], losses.unused_options(written))
+    now = identity.training_run(args, data, world, losses.unused_options(args))
+    if difference := identity.first_difference(was, now):
+        raise UserError(f"{path}: written with {difference}; use the same settings and data, or move it away")
     return ck
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from io import StringIO
 from pathlib import Path
@@ -39,8 +41,9 @@ def scores_block(f1: dict[str, float], macro: float, micro: float) -> dict:
 def write_metrics(path: Path, f1: dict[str, float], *, seed: int = 42, macro: float | None = None,
                   micro: float = 0.5, tuned_macro: float = 0.6, tuned_micro: float = 0.65, best_epoch: int = 3,
                   epoch_times: tuple[float, ...] = (10.0, 20.0), rss: float = 1000.0, test: dict | None = None,
-                  **args: object) -> Path:
-    """A metrics.json as bert_model.py writes it, with hand-picked numbers."""
+                  data: str | None = "same", **args: object) -> Path:
+    """A metrics.json as bert_model.py writes it, with hand-picked numbers; data=None: one from before bert_model.py
+    recorded its data's checksums."""
     labels = list(f1)
     macro = sum(f1.values()) / len(f1) if macro is None else macro
     metrics = {
@@ -54,6 +57,8 @@ def write_metrics(path: Path, f1: dict[str, float], *, seed: int = 42, macro: fl
                     for i, t in enumerate(epoch_times)],
         "loss_curve": [[1, 0.5]], "precision": "fp32", "world_size": 1, "peak_rss_mb": rss, "peak_gpu_mb": None,
         "args": {**ARGS, "seed": seed, **args},
+        **({"data_sha256": {"data/train.tsv": hashlib.sha256(data.encode()).hexdigest(), "data/dev.tsv": "d" * 64,
+                            "data/test.tsv": "e" * 64, "data/emotions.txt": "f" * 64}} if data else {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=1), encoding="utf-8")
@@ -467,3 +472,39 @@ def test_group_ids_of_runs_from_before_new_options_do_not_change() -> None:
     runs = [ROOT / "bench" / "accuracy" / "experiments" / f"recipe-seed{s}" for s in (42, 43, 44)]
     groups = compare_json(*runs)["groups"]
     assert [g["id"] for g in groups] == ["a15093f6"]
+
+
+def test_runs_on_other_data_are_never_one_group(tmp_path: Path) -> None:
+    """Seeds of one experiment share the data by content (identity.py): the same options on two training files (a
+    learning curve; two versions of cleaned data) are two groups with ids of their own; the same data, one group
+    whose id is what it was before the data was recorded."""
+    f1 = {"joy": 0.5, "anger": 0.5, "neutral": 0.5}
+    for seed, train in ((1, "a"), (2, "a"), (3, "b"), (4, "b")):
+        write_metrics(tmp_path / f"s{seed}" / "metrics.json", f1, seed=seed, data=train)
+    r = run_script(SCRIPT, tmp_path, "--format", "json")
+    assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+    groups = json.loads(r.stdout)["groups"]
+    assert sorted(len(g["runs"]) for g in groups) == [2, 2] and len({g["id"] for g in groups}) == 2
+    assert {frozenset(Path(x["path"]).parent.name for x in g["runs"]) for g in groups} == \
+        {frozenset({"s1", "s2"}), frozenset({"s3", "s4"})}
+    for name in ("s3", "s4"):
+        shutil.rmtree(tmp_path / name)
+    before = json.loads(run_script(SCRIPT, tmp_path, "--format", "json").stdout)["groups"]
+    legacy = tmp_path.parent / f"{tmp_path.name}-legacy"
+    for seed in (1, 2):
+        write_metrics(legacy / f"s{seed}" / "metrics.json", f1, seed=seed, data=None)
+    old = run_script(SCRIPT, legacy, "--format", "json")
+    assert before[0]["id"] == json.loads(old.stdout)["groups"][0]["id"]  # one group: the id it always had
+
+
+def test_runs_without_data_checksums_are_grouped_as_before_with_a_note(tmp_path: Path) -> None:
+    f1 = {"joy": 0.5, "anger": 0.5, "neutral": 0.5}
+    for seed in (1, 2):
+        write_metrics(tmp_path / f"s{seed}" / "metrics.json", f1, seed=seed, data=None)
+    r = run_script(SCRIPT, tmp_path, "--format", "json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["groups"]) == 1
+    assert "record no checksums of their data" in r.stderr and "cannot be told apart" in r.stderr
+    for seed, train in ((3, "a"), (4, "b")):  # with runs of two data: the old ones form a group of their own
+        write_metrics(tmp_path / f"s{seed}" / "metrics.json", f1, seed=seed, data=train)
+    groups = json.loads(run_script(SCRIPT, tmp_path, "--format", "json").stdout)["groups"]
+    assert sorted(len(g["runs"]) for g in groups) == [1, 1, 2]
