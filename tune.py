@@ -42,7 +42,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from multilabel import files
+from multilabel import files, options
 from multilabel.files import UserError
 
 PROG = "tune.py"
@@ -100,33 +100,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("study", help="the study's folder (created by the first worker)")
     p.add_argument("--data", help="DATA_DIR: train.tsv dev.tsv test.tsv emotions.txt (default: the study's)")
     p.add_argument("--space", default=str(ROOT / "sweeps" / "space.txt"), help="the search space file")
-    p.add_argument("--trials", type=int, default=20, help="trials in the whole study, all workers together")
-    p.add_argument("--hours", type=float, default=0, help="no new trial after this long since the study began")
-    p.add_argument("--workers", type=int, default=1, help="worker processes here (Grid Engine: one per task)")
+    p.add_argument("--trials", type=options.WHOLE_1, default=20, help="trials in the whole study, all workers together")
+    p.add_argument("--hours", type=options.NON_NEGATIVE, default=0,
+                   help="no new trial after this long since the study began")
+    p.add_argument("--workers", type=options.WHOLE_1, default=1,
+                   help="worker processes here (Grid Engine: one per task)")
     p.add_argument("--objective", choices=["dev", "dev-tuned"], default="dev",
                    help="dev macro F1 at the threshold (0.3), or with per-label thresholds tuned on dev")
-    p.add_argument("--dev-every", type=int, default=10_000, metavar="EXAMPLES",
+    p.add_argument("--dev-every", type=options.WHOLE_1, default=10_000, metavar="EXAMPLES",
                    help="score dev every this many training examples, for the pruner (and at epochs' ends)")
     p.add_argument("--pruner", choices=["median", "none"], default="median")
-    p.add_argument("--prune-after", type=int, default=4,
+    p.add_argument("--prune-after", type=options.WHOLE_1, default=4,
                    help="finished trials of the same epochs with a score at a point before one is pruned there")
-    p.add_argument("--random-trials", type=int, default=8, help="trials sampled at random before TPE models")
-    p.add_argument("--sampler-seed", type=int, help="TPE's seed (each worker adds its number)")
+    p.add_argument("--random-trials", type=options.WHOLE_0, default=8,
+                   help="trials sampled at random before TPE models")
+    p.add_argument("--sampler-seed", type=options.SEED, help="TPE's seed (each worker adds its number)")
     p.add_argument("--storage", help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the journal")
-    p.add_argument("--heartbeat", type=float, default=30, help="seconds between a worker's lease renewals")
-    p.add_argument("--lease", type=float, default=300, help="a trial unrenewed this long is taken over")
+    p.add_argument("--heartbeat", type=options.POSITIVE, default=30, help="seconds between a worker's lease renewals")
+    p.add_argument("--lease", type=options.POSITIVE, default=300, help="a trial unrenewed this long is taken over")
     p.add_argument("--report", action="store_true", help="print the trials, the best command; draw --plot")
     p.add_argument("--plot", help="PNG of --report (default STUDY/report.png)")
-    p.add_argument("--confirm", type=int, default=0, metavar="K", help="rerun the best K and the baseline, seeds")
-    p.add_argument("--seeds", type=int, default=3, help="--confirm: seeds each (42, 43, ...)")
+    p.add_argument("--confirm", type=options.WHOLE_0, default=0, metavar="K",
+                   help="rerun the best K and the baseline, seeds")
+    p.add_argument("--seeds", type=options.WHOLE_1, default=3, help="--confirm: seeds each (42, 43, ...)")
     p.add_argument("--baseline", default=CPU_RECIPE, help="--confirm: the recipe to beat, as bert_model.py options")
-    p.add_argument("--task", type=int, default=0, help="--confirm: run only this run (an array task), 1-based")
+    p.add_argument("--task", type=options.WHOLE_0, default=0,
+                   help="--confirm: run only this run (an array task), 1-based")
     p.add_argument("--python", default=sys.executable, help="the interpreter of the bert_model.py runs")
+    options.describe_ranges(p)
     args = p.parse_args(argv[:cut])
     args.fixed, args.argv = argv[cut + 1:], argv
-    for name in ("trials", "workers", "dev_every", "seeds"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
     args.study = Path(args.study)
     return args
 
