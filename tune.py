@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -51,14 +52,14 @@ EXIT_REQUEUE = 99  # multilabel/checkpoint.py's (not imported here: it imports t
 STUDY_NAME = "tune"
 FORMAT = "tune-study-1"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")
-# bert_model.py's options a search may vary, with the type of their values. Not searchable: the data and output
-# paths, the seed, the threshold the objective is measured at, and the options of no effect on results.
+# bert_model.py's options a search may vary, with the type of their values (each value a space file gives is also
+# checked against bert_model.py's own parser: its range or its choices). Not searchable: the data and output paths,
+# the seed, the threshold the objective is measured at, and the options of no effect on results.
 TUNABLE = {"learning-rate": float, "head-learning-rate": float, "epochs": int, "batch-size": int, "max-length": int,
            "warmup-ratio": float, "weight-decay": float, "max-grad-norm": float, "loss": str, "pos-weight": str,
            "pos-weight-cap": float, "focal-gamma": float, "focal-alpha": float, "asl-gamma-neg": float,
            "asl-gamma-pos": float, "asl-clip": float, "init-bias-from-prior": bool}
-CHOICES = {"loss": ("bce", "weighted-bce", "focal", "asl"), "pos-weight": ("inverse", "sqrt-inverse"),
-           "init-bias-from-prior": ("yes", "no")}
+SWITCH = ("yes", "no")  # a switch's values in the space file (init-bias-from-prior)
 ONLY_WITH_LOSS = {"pos-weight": "weighted-bce", "pos-weight-cap": "weighted-bce", "focal-gamma": "focal",
                   "focal-alpha": "focal", "asl-gamma-neg": "asl", "asl-gamma-pos": "asl", "asl-clip": "asl"}
 KINDS = {"float": 2, "log": 2, "int": 2, "choice": None}
@@ -179,20 +180,28 @@ def space_line(words: list[str], where: str, n: int) -> Param:
     if low >= high or (kind == "log" and low <= 0):
         raise UserError(f"{where}: {option}: empty range {values[0]} to {values[1]}"
                         + (" (log needs LOW > 0)" if kind == "log" and low < high else " (LOW must be < HIGH)"))
+    for v in values:
+        check_value(option, v, where)
     return Param(option, kind, (low, high), n)
 
 
 def choice_values(option: str, values: list[str], where: str) -> tuple:
     if not values:
         raise UserError(f"{where}: {option}: empty choice (choice V1 V2 ...)")
-    allowed = CHOICES.get(option)
-    for v in values:
-        if allowed and v not in allowed:
-            raise UserError(f"{where}: {option}: '{v}' is not one of {', '.join(allowed)}")
-    typed = tuple(v if allowed else number(v, TUNABLE[option], option, where) for v in values)
+    typed = tuple(choice_value(option, v, where) for v in values)
     if len(set(typed)) < len(typed):
         raise UserError(f"{where}: {option}: a choice is given twice")
     return typed
+
+
+def choice_value(option: str, text: str, where: str) -> str | int | float:
+    if TUNABLE[option] is bool:
+        if text not in SWITCH:
+            raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(SWITCH)}")
+        return text
+    value = text if TUNABLE[option] is str else number(text, TUNABLE[option], option, where)
+    check_value(option, text, where)
+    return value
 
 
 def number(text: str, kind: type, option: str, where: str) -> int | float:
@@ -203,6 +212,25 @@ def number(text: str, kind: type, option: str, where: str) -> int | float:
     if not math.isfinite(value):
         raise UserError(f"{where}: {option}: '{text}' is not a finite number")
     return value
+
+
+def check_value(option: str, text: str, where: str) -> None:
+    """Would bert_model.py take --OPTION TEXT? Its own parser says: the option's type (and range), its choices."""
+    action = bert_model_option(option)
+    try:
+        value = action.type(text) if action.type else text
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise UserError(f"{where}: {option}: {e} (bert_model.py --{option})") from None
+    if action.choices and value not in action.choices:
+        raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(action.choices)}")
+
+
+@functools.cache
+def bert_model_option(option: str) -> argparse.Action:
+    """bert_model.py's declaration of --OPTION; imported only here, as bert_model.py imports torch."""
+    from bert_model import build_parser
+
+    return next(a for a in build_parser()._actions if f"--{option}" in a.option_strings)
 
 
 def fixed_options(fixed: list[str]) -> dict[str, str | None]:

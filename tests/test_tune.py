@@ -91,6 +91,12 @@ def trial_log(study: Path, number: int) -> str:
     ("epochs int 1 3\nepochs int 1 2\n", "space.txt:2: epochs is already on line 1"),
     ("# nothing\n\n", "space.txt: no options to search"),
     ("batch-size choice 8 16\n", "space.txt:1: --batch-size is also fixed after --: one or the other"),
+    # values bert_model.py's own parser refuses: its range, for both ends and for every choice
+    ("epochs int 0 2\n", "space.txt:1: epochs: '0' is not a whole number >= 1 (bert_model.py --epochs)"),
+    ("batch-size choice 0 16\n", "space.txt:1: batch-size: '0' is not a whole number >= 1 (bert_model.py --batch"),
+    ("weight-decay float -1 0.1\n", "space.txt:1: weight-decay: '-1' is not a number >= 0 (bert_model.py"),
+    ("max-length int 4 64\n", "space.txt:1: max-length: '4' is not a whole number >= 8, or auto (bert_model.py"),
+    ("loss choice focal\nasl-clip float 0 1\n", "space.txt:2: asl-clip: '1' is not a number in [0, 1) (bert_model"),
 ])
 def test_bad_space_file_is_one_line(tmp_path: Path, data: Path, text: str, message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
