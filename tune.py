@@ -35,10 +35,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return search(args)
     except UserError as e:
         return files.fail(PROG, e)
+    except OSError as e:  # the study folder, or a file in it, cannot be made or written: read-only, a file in the way
+        return files.fail(PROG, f"{e.filename or args.study}: {e.strerror or e}")
 
 
 def search(args: argparse.Namespace) -> int:
@@ -286,9 +290,79 @@ def storage_for(args: argparse.Namespace) -> optuna.storages.BaseStorage | str:
     if args.storage:
         return args.storage
     journal = args.study / "journal.log"
-    backend = optuna.storages.journal.JournalFileBackend(
-        str(journal), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(journal)))  # O_EXCL: NFS-safe
+    check_journal(journal)
+    backend = optuna.storages.journal.JournalFileBackend(str(journal), lock_obj=JournalLock(journal))
     return optuna.storages.JournalStorage(backend)
+
+
+class JournalLock(optuna.storages.journal.JournalFileOpenLock):
+    """Optuna's lock on the journal (journal.log.lock, made with O_EXCL: NFS-safe), which every append takes; once
+    taken, a last line with no newline is removed first. Optuna writes whole lines under this lock, so such a line
+    is what a writer killed mid-line (or a full quota) left; a line appended onto it would make the journal
+    unreadable for every worker and --report from then on. Readers need no lock: Optuna skips a last line with no
+    newline as one still being written."""
+
+    def __init__(self, journal: Path) -> None:
+        super().__init__(str(journal))
+        self.journal = journal
+
+    def acquire(self) -> bool:
+        super().acquire()
+        try:
+            drop_cut_line(self.journal)
+        except BaseException:
+            self.release()
+            raise
+        return True
+
+
+def drop_cut_line(journal: Path) -> None:
+    """Cut the journal after its last newline, saying so on stderr (only under the journal's lock)."""
+    with open(journal, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = whole_lines_end(f, size)
+        if keep == size:
+            return
+        f.truncate(keep)
+        os.fsync(f.fileno())
+    print(f"{PROG}: {journal}: removed a cut last line ({size - keep} bytes: a writer stopped mid-line)",
+          file=sys.stderr, flush=True)
+
+
+def whole_lines_end(f: BinaryIO, size: int) -> int:
+    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        f.seek(start)
+        block = f.read(end - start)
+        if b"\n" in block:
+            return start + block.rindex(b"\n") + 1
+        end = start
+    return 0
+
+
+def check_journal(journal: Path) -> None:
+    """Before Optuna reads the journal: a cut last line removed (under the lock, so never a line being written),
+    and a line that is not JSON refused, naming it (Optuna would fail on it with a traceback, in every worker)."""
+    if not journal.is_file():
+        return
+    with open(journal, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        cut = whole_lines_end(f, size) != size
+    if cut:  # being written now, or cut: taking the lock waits for a writer, then removes a cut line
+        lock = JournalLock(journal)
+        lock.acquire()
+        lock.release()
+    with open(journal, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                return  # being written by another worker
+            try:
+                json.loads(line)
+            except ValueError:
+                raise UserError(f"{journal}:{n}: not a line of Optuna's journal (not JSON): Optuna cannot read the "
+                                "study past it; mend that line by hand, or use a new study folder") from None
 
 
 def data_dir(args: argparse.Namespace, study: optuna.Study | None) -> Path:
@@ -322,7 +396,7 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
     space_path = Path(args.space)
     space = read_space(space_path)
     check_fixed(args.fixed, space, space_path)
-    args.study.mkdir(parents=True, exist_ok=True)
+    make_folder(args.study)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
                                 load_if_exists=True, sampler=sampler(args), pruner=pruner(args))
     folder = data_dir(args, study)
@@ -334,6 +408,17 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     return study
+
+
+def make_folder(study: Path) -> None:
+    try:
+        study.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{study}: cannot make the study folder here: {e.strerror}") from None
+    try:
+        tempfile.TemporaryFile(dir=study).close()
+    except OSError as e:
+        raise UserError(f"{study}: cannot write in the study folder: {e.strerror}") from None
 
 
 def check_settings(study: optuna.Study, wanted: dict, where: Path) -> None:
