@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("save_fp", help="output model folder (Hugging Face format)")
     p.add_argument("--cuda", action="store_true", help="train on the GPU (an error if there is none)")
     p.add_argument("--transformer-model", default="bert-base-uncased", help="hub name or local model folder")
-    p.add_argument("--learning-rate", type=options.POSITIVE, default=5e-5,
-                   help="peak AdamW learning rate (the paper's)")
+    p.add_argument("--learning-rate", type=options.NON_NEGATIVE, default=5e-5,
+                   help="peak AdamW learning rate (the paper's); 0 freezes the encoder")
     p.add_argument("--head-learning-rate", type=options.POSITIVE,
                    help="for the new classifier (and pooler); None: --learning-rate")
     p.add_argument("--init-bias-from-prior", action="store_true",
@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score dev every N steps, logged and appended to SAVE_FP.dev.jsonl as after each epoch "
                    "(tune.py prunes on it); the best weights are still chosen at epochs' ends")
     p.add_argument("--checkpoint-every", type=options.WHOLE_0, default=0, help="also checkpoint every N steps (0: off)")
-    p.add_argument("--checkpoint-minutes", type=options.POSITIVE, default=10,
-                   help="checkpoint when this long has passed since the last one (besides every epoch's end)")
+    p.add_argument("--checkpoint-minutes", type=options.NON_NEGATIVE, default=10,
+                   help="checkpoint when this long has passed since the last one (besides every epoch's end); 0: "
+                   "after every step")
     p.add_argument("--resume", action="store_true", help="continue from SAVE_FP.checkpoint.pt if it exists")
     p.add_argument("--metrics-file", help="JSON: every metric, per label and averaged, dev and test")
     p.add_argument("--predictions-file", help="TSV: id, gold, predicted, one score column per label")
