@@ -6,8 +6,9 @@
     python tune.py STUDY --confirm 2                         the best 2 and the baseline, 3 seeds each, on test
 
 STUDY is a folder: the study's journal (Optuna's JournalStorage on a file, locked with O_EXCL, which works on NFS;
-or --storage URL for a database), and one run folder per trial, trials/trial-NNNN (the model folder) with its
-.metrics.json, .predictions.tsv, .dev.jsonl, .log and .lease.json beside it. The search space is a small file
+a last line cut by a killed writer is removed under that lock; or --storage URL for a database), and one run
+folder per trial, trials/trial-NNNN (the model folder) with its .metrics.json, .predictions.tsv, .dev.jsonl, .log
+and .lease.json beside it. The search space is a small file
 (sweeps/space.txt). A trial reports its dev macro F1 every --dev-every training examples (bert_model.py writes it
 to SAVE_FP.dev.jsonl); a trial below the median of the finished trials of its length (its epochs) at the same
 point is stopped with SIGTERM (it checkpoints and exits 99) and marked pruned. The objective is dev macro F1 (at
