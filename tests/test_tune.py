@@ -216,8 +216,10 @@ def test_a_line_in_the_journal_that_is_not_json_is_one_line(tmp_path: Path, data
             "the study past it; mend that line by hand, or use a new study folder"], r.stderr
 
 
-def test_a_study_folder_that_cannot_be_written_is_one_line(tmp_path: Path, data: Path, small_disk) -> None:
-    """Read-only (a read-only mount: root writes through chmod), a file in the way, a folder for the journal."""
+def test_a_study_folder_that_cannot_be_written_is_one_line(tmp_path: Path, data: Path, small_disk,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Read-only (a read-only mount: root writes through chmod), a file in the way, a folder for the journal. In
+    this process (an OSError traceback would fail the test here too), then one as a process."""
     space_file = space(tmp_path, "epochs int 1 2\n")
     disk = small_disk(4)
     new_study(tune_argv(disk / "study", data, space_file, tmp_path))
@@ -229,8 +231,11 @@ def test_a_study_folder_that_cannot_be_written_is_one_line(tmp_path: Path, data:
                            (tmp_path / "a-file", ": cannot make the study folder here: File exists"),
                            (tmp_path / "a-file" / "study", ": cannot make the study folder here: Not a directory"),
                            (tmp_path / "odd", "/journal.log: Is a directory")):
-        r = run_script("tune.py", *tune_argv(study, data, space_file, tmp_path))
-        assert r.returncode == 1 and r.stderr.strip().splitlines() == [f"tune.py: error: {study}{problem}"], r.stderr
+        assert tune.main(tune_argv(study, data, space_file, tmp_path)) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [f"tune.py: error: {study}{problem}"]
+    r = run_script("tune.py", *tune_argv(disk / "new", data, space_file, tmp_path))
+    assert r.returncode == 1 and r.stderr == f"tune.py: error: {disk}/new: cannot make the study folder here: " \
+                                             "Read-only file system\n", r.stderr
     r = run_script("tune.py", str(disk / "study"), "--report", "--plot", str(tmp_path / "report.png"))
     assert r.returncode == 0 and "0 trials: none" in r.stdout, r.stderr  # reading needs no write
 
