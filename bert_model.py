@@ -29,11 +29,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from multilabel import checkpoint, encoder, files, identity, lengths, losses, outputs, report
+from multilabel import checkpoint, encoder, files, identity, lengths, losses, options, outputs, report
 from multilabel.device import Env, all_ranks_finite, hardware, setup
 from multilabel.files import UserError
 
 GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
+MAX_LENGTH = options.Range(int, low=lengths.MIN_LENGTH, words=("auto",))  # tokens a text (a window)
 
 
 # -------------------------------------------------------------------------------------------- the run
@@ -100,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("save_fp", help="output model folder (Hugging Face format)")
     p.add_argument("--cuda", action="store_true", help="train on the GPU (an error if there is none)")
     p.add_argument("--transformer-model", default="bert-base-uncased", help="hub name or local model folder")
-    p.add_argument("--learning-rate", type=float, default=5e-5, help="peak AdamW learning rate (the paper's)")
-    p.add_argument("--head-learning-rate", type=float,
+    p.add_argument("--learning-rate", type=options.NON_NEGATIVE, default=5e-5,
+                   help="peak AdamW learning rate (the paper's); 0 freezes the encoder")
+    p.add_argument("--head-learning-rate", type=options.POSITIVE,
                    help="for the new classifier (and pooler); None: --learning-rate")
     p.add_argument("--init-bias-from-prior", action="store_true",
                    help="start the classifier's biases at log(p/(1-p)) of each label's training frequency")
@@ -109,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add-tokens", nargs="*", metavar="TOKEN",
                    help="add these as tokens of their own, with new embeddings, saved with the tokenizer; with none "
                    "named: GoEmotions' masks " + " ".join(GOEMOTIONS_MASKS))
-    p.add_argument("--batch-size", type=int, default=16, help="per process (per GPU under torchrun)")
-    p.add_argument("--epochs", type=int, default=4, help="the paper's 4")
-    p.add_argument("--max-length", type=max_length, default="auto",
+    p.add_argument("--batch-size", type=options.WHOLE_1, default=16, help="per process (per GPU under torchrun)")
+    p.add_argument("--epochs", type=options.WHOLE_1, default=4, help="the paper's 4")
+    p.add_argument("--max-length", type=MAX_LENGTH, default="auto",
                    help="tokens a text (a window with --long-texts windows); auto: the paper's 50 for GoEmotions' "
                    "own data, else the training texts' 99th percentile rounded up to a multiple of 8, at most the "
                    "model's limit; saved with the model, for predict.py")
@@ -119,30 +121,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a text over --max-length: cut it, keep its head and tail, or read it whole in windows whose "
                    "logits are pooled; auto: truncate on GoEmotions' own data (the paper), else windows "
                    "(docs/own-data.md)")
-    p.add_argument("--stride", type=int, help="windows: tokens two consecutive windows share (default: a quarter)")
-    p.add_argument("--max-windows", type=int, default=8, help="windows: at most this many a text; the rest unread")
+    p.add_argument("--stride", type=options.WHOLE_0,
+                   help="windows: tokens two consecutive windows share (default: a quarter)")
+    p.add_argument("--max-windows", type=options.WHOLE_1, default=8,
+                   help="windows: at most this many a text; the rest unread")
     p.add_argument("--pooling", choices=lengths.POOLINGS, default="max", help="windows: how a text's windows' logits "
                    "become its own (in training, the loss is taken on them)")
     p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="each",
                    help="windows in training: each window taught every label of its document (as simpletransformers' "
                    "sliding_window; measured better, bench/RESULTS.md), or the loss on each document's pooled logits")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (not on biases, LayerNorm)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
-    p.add_argument("--seed", type=int, default=42, help="model init, dropout and data order")
-    p.add_argument("--threshold", type=float, default=0.3, help="a label is predicted when its score > this")
+    p.add_argument("--warmup-ratio", type=options.FRACTION, default=0.1, help="share of all steps spent warming up")
+    p.add_argument("--weight-decay", type=options.NON_NEGATIVE, default=0.01,
+                   help="AdamW decay (not on biases, LayerNorm)")
+    p.add_argument("--max-grad-norm", type=options.POSITIVE, default=1.0, help="gradient clipping")
+    p.add_argument("--seed", type=options.SEED, default=42, help="model init, dropout and data order")
+    p.add_argument("--threshold", type=options.THRESHOLD, default=0.3,
+                   help="a label is predicted when its score > this")
     p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original",
                    help="28 emotions, or the paper's Ekman (6 + neutral) or sentiment (3 + neutral) groups")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
-    p.add_argument("--eval-batch-size", type=int, default=128, help="dev/test batches, sorted by length")
-    p.add_argument("--log-every", type=int, default=100, help="print the average loss every N batches")
-    p.add_argument("--dev-every", type=int, default=0, metavar="N",
+    p.add_argument("--eval-batch-size", type=options.WHOLE_1, default=128, help="dev/test batches, sorted by length")
+    p.add_argument("--log-every", type=options.WHOLE_1, default=100, help="print the average loss every N batches")
+    p.add_argument("--dev-every", type=options.WHOLE_0, default=0, metavar="N",
                    help="also score dev every N steps, logged and appended to SAVE_FP.dev.jsonl as after each epoch "
                    "(tune.py prunes on it); the best weights are still chosen at epochs' ends")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: off)")
-    p.add_argument("--checkpoint-minutes", type=float, default=10,
-                   help="checkpoint when this long has passed since the last one (besides every epoch's end)")
+    p.add_argument("--checkpoint-every", type=options.WHOLE_0, default=0, help="also checkpoint every N steps (0: off)")
+    p.add_argument("--checkpoint-minutes", type=options.NON_NEGATIVE, default=10,
+                   help="checkpoint when this long has passed since the last one (besides every epoch's end); 0: "
+                   "after every step")
     p.add_argument("--resume", action="store_true", help="continue from SAVE_FP.checkpoint.pt if it exists")
     p.add_argument("--metrics-file", help="JSON: every metric, per label and averaged, dev and test")
     p.add_argument("--predictions-file", help="TSV: id, gold, predicted, one score column per label")
@@ -151,20 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training step (CUDA graphs on one GPU), with static batch shapes; "
                    "off by default until measured (docs/training.md)")
-    p.add_argument("--max-train-examples", type=int, help="use only the first N training examples (smoke runs)")
+    p.add_argument("--max-train-examples", type=options.WHOLE_1,
+                   help="use only the first N training examples (smoke runs)")
+    options.describe_ranges(p)
     for action in p._actions:  # what --resume lets change, and compare_runs.py does not group by
         if action.dest in files.NO_RESULT and action.option_strings:
             action.help += " [no effect on results]"
     return p
-
-
-def max_length(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of tokens or auto, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -172,7 +172,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.add_tokens == []:  # the flag alone
         args.add_tokens = list(GOEMOTIONS_MASKS)
-    losses.check_options(args, p)
     return args
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import decide, files, outputs
+from multilabel import decide, files, options, outputs
 from multilabel.files import PAPER_F1, PAPER_LABELS, PAPER_MACRO_F1, UserError
 
 # Grouping: runs whose options are equal wherever an option can change a result (files.NO_RESULT says which cannot)
@@ -664,14 +664,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thresholds", choices=["run", "tuned"], default="run",
                    help="per-label F1 and --compare at each run's threshold (run, default: 0.3) or its per-label "
                    "dev-tuned ones")
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    p.add_argument("--resamples", type=options.Range(int, low=100), default=10_000,
+                   help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=options.WHOLE_0, default=0, help="random seed of the bootstrap (default 0)")
+    options.describe_ranges(p)
     args = p.parse_args(argv)
     try:
         if not args.paths and not args.compare:
             raise UserError("nothing to do: give PATHs (metrics.json files or folders) or --compare A B")
-        if args.resamples < 100:
-            raise UserError(f"--resamples {args.resamples}: use at least 100")
         if args.plot and not args.paths:
             raise UserError("--plot needs PATHs to plot")
         key = "test_tuned" if args.thresholds == "tuned" else "test"  # the metrics block, and the thresholds

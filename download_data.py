@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from multilabel import files, outputs
+from multilabel import files, options, outputs
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -207,14 +207,15 @@ def not_prepared_data(data_dir: Path) -> str:
 
 
 def parse_timeout(value: str) -> tuple[float, float]:
-    """'60' -> (60, 60); '30,60' -> connect 30 s, read 60 s."""
+    """'60' -> (60, 60); '30,60' -> connect 30 s, read 60 s; each a number > 0 (options.POSITIVE)."""
+    parts = value.split(",")
     try:
-        parts = [float(p) for p in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or any(p <= 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected SECONDS or CONNECT,READ (positive), got {value!r}")
-    return (parts[0], parts[-1])
+        if len(parts) in (1, 2):
+            seconds = [options.POSITIVE(p) for p in parts]
+            return (seconds[0], seconds[-1])
+    except argparse.ArgumentTypeError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected SECONDS or CONNECT,READ, each {options.POSITIVE}, got {value!r}")
 
 
 def _interrupt(signum, frame):
@@ -229,16 +230,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})")
     parser.add_argument("--timeout", type=parse_timeout, default=(CONNECT_TIMEOUT, READ_TIMEOUT),
                         metavar="SECONDS|CONNECT,READ",
-                        help=f"network timeouts in seconds (default {CONNECT_TIMEOUT:g},{READ_TIMEOUT:g})")
-    parser.add_argument("--retries", type=int, default=RETRIES,
+                        help=f"network timeouts in seconds, each {options.POSITIVE} (default {CONNECT_TIMEOUT:g},"
+                             f"{READ_TIMEOUT:g})")
+    parser.add_argument("--retries", type=options.WHOLE_0, default=RETRIES,
                         help=f"retries after a connection error, timeout, HTTP 429/5xx (default {RETRIES})")
-    parser.add_argument("--backoff", type=float, default=BACKOFF,
+    parser.add_argument("--backoff", type=options.NON_NEGATIVE, default=BACKOFF,
                         help=f"seconds before the first retry, doubled for each next (default {BACKOFF:g})")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (default: shown when stderr is a terminal)")
+    options.describe_ranges(parser)
     args = parser.parse_args(argv)
-    if args.retries < 0 or args.backoff < 0:
-        parser.error("--retries and --backoff must not be negative")
     base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     progress = not args.no_progress and sys.stderr.isatty()
 

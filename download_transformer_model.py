@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from multilabel import files
+from multilabel import files, options
 from multilabel.files import UserError
 
 DEFAULT_MODEL = "bert-base-uncased"
@@ -209,14 +209,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--revision", default="main", help="hub branch, tag or commit (default: main)")
     parser.add_argument("--cache-dir", help="hub cache folder (default: HF_HUB_CACHE, TRANSFORMERS_CACHE, "
                                             "HF_HOME/hub or ~/.cache/huggingface/hub)")
-    parser.add_argument("--retries", type=int, default=RETRIES,
+    parser.add_argument("--retries", type=options.WHOLE_0, default=RETRIES,
                         help=f"retries of a transient hub error, with exponential backoff (default: {RETRIES})")
-    parser.add_argument("--retry-wait", type=float, default=RETRY_WAIT,
+    parser.add_argument("--retry-wait", type=options.NON_NEGATIVE, default=RETRY_WAIT,
                         help=f"seconds before the first retry (default: {RETRY_WAIT:g})")
-    args = parser.parse_args(argv)
-    if args.retries < 0 or args.retry_wait < 0:
-        parser.error("--retries and --retry-wait must not be negative")
-    return args
+    options.describe_ranges(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,19 +29,20 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from multilabel import decide, encoder, files, lengths, outputs, tables
+from multilabel import decide, encoder, files, lengths, options, outputs, tables
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.files import UserError
 
 CHUNK_SIZE = 4096        # texts read, tokenized, scored and written at a time: memory is bounded by this
 BATCH_SIZE = 64          # texts per forward pass (sorted by length within a chunk)
+THRESHOLD_CHOICE = replace(options.THRESHOLD, words=("model", "tuned"))  # --threshold: a number, or the model's own
 LOG_EVERY_S = 60         # a progress line this often when stderr is not a terminal
 FORMATS = {".txt": "lines", ".tsv": "goemotions", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -419,7 +420,7 @@ class Progress:
         self.bar.close()
 
 
-def thresholds_for(choice: str, settings: dict, model_dir: str) -> np.ndarray:
+def thresholds_for(choice: float | str, settings: dict, model_dir: str) -> np.ndarray:
     labels = settings["labels"]
     if choice == "model":
         return np.full(len(labels), float(settings["threshold"]), dtype=np.float32)
@@ -427,10 +428,7 @@ def thresholds_for(choice: str, settings: dict, model_dir: str) -> np.ndarray:
         if not settings["thresholds"]:
             raise UserError(f"{model_dir}: no tuned thresholds in {files.MODEL_SETTINGS}")
         return np.array([settings["thresholds"][n] for n in labels], dtype=np.float32)
-    try:
-        return np.full(len(labels), float(choice), dtype=np.float32)
-    except ValueError:
-        raise UserError(f"--threshold {choice!r}: expected a number, 'model' or 'tuned'") from None
+    return np.full(len(labels), choice, dtype=np.float32)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -454,20 +452,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, help="write here (TSV, CSV or JSONL by suffix), complete or not at all")
     p.add_argument("--format", choices=["table", "tsv", "csv", "jsonl"],
                    help="default: from --output's suffix; a table on standard output")
-    p.add_argument("--top-k", type=int, help="only the K highest scores (default: every label's; the table: 3)")
-    p.add_argument("--threshold", default="model",
-                   help="a number, 'model' (the saved one, default) or 'tuned' (per label, from dev)")
+    p.add_argument("--top-k", type=options.WHOLE_0,
+                   help="only the K highest scores (default: every label's; the table: 3)")
+    p.add_argument("--threshold", type=THRESHOLD_CHOICE, default="model",
+                   help="'model' (the saved one, default), 'tuned' (per label, from dev) or a number")
     p.add_argument("--at-least-one", action="store_true",
                    help="where no label passes its threshold, predict the top one (off, as in the paper)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32",
                    help="fp32 (the pipeline's scores); bf16 autocast; fp16 (--cuda); int8: ONNX Runtime, CPU")
     p.add_argument("--cuda", action="store_true")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's, i.e. OMP_NUM_THREADS or the cores)")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="texts read, scored and written at a time")
+    p.add_argument("--threads", type=options.WHOLE_1,
+                   help="CPU threads (default: torch's, i.e. OMP_NUM_THREADS or the cores)")
+    p.add_argument("--batch-size", type=options.WHOLE_1, default=BATCH_SIZE)
+    p.add_argument("--chunk-size", type=options.WHOLE_1, default=CHUNK_SIZE,
+                   help="texts read, scored and written at a time")
     p.add_argument("--shard", help="K/N: only the K-th of N equal parts, into OUTPUT.K-of-N.SUFFIX")
     p.add_argument("--resume", action="store_true", help="continue a stopped run with the same options")
     p.add_argument("--merge", action="store_true", help="put --output's finished shards together, in order")
+    options.describe_ranges(p)
     return p.parse_intermixed_args(argv)
 
 
@@ -494,9 +496,6 @@ def check_options(args: argparse.Namespace) -> None:
         raise UserError("--precision fp16 needs --cuda (on a CPU use bf16 or int8)")
     if args.precision == "int8" and args.cuda:
         raise UserError("--precision int8 is the CPU path (ONNX Runtime); on a GPU use fp16 or bf16")
-    for name in ("batch_size", "chunk_size", "threads", "top_k"):
-        if getattr(args, name) is not None and getattr(args, name) < (0 if name == "top_k" else 1):
-            raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
     if args.input and args.texts:
         raise UserError("give texts on the command line or --input, not both")
     if not args.input and not args.texts:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import files, lengths, outputs, tables
+from multilabel import files, lengths, options, outputs, tables
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -45,6 +45,7 @@ SPLITS = files.SPLITS
 DEFAULT_TOKENIZER = "bert-base-uncased"  # bert_model.py's default model
 SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 OUTPUT_FILES = ("train.tsv", "dev.tsv", "test.tsv", files.LABELS_FILE)
+SPLIT_FRACTION = options.Range(float, low=0, high=1, low_open=True, high_open=True)  # --split: each of the three
 MIN_IN_EVERY_SPLIT = 3  # a made split gives every label with at least this many examples a place in all three
 DataError = UserError  # bad input; the message is the one line shown to the user: FILE:LINE: problem
 
@@ -280,8 +281,6 @@ def label_matrix(ex: Examples, labels: list[str]) -> np.ndarray:
 
 
 def check_fractions(fractions: list[float]) -> None:
-    if any(f <= 0 for f in fractions):
-        raise DataError(f"--split {' '.join(map(str, fractions))}: every fraction must be above 0")
     if abs(sum(fractions) - 1) > 1e-6:
         raise DataError(f"--split {' '.join(map(str, fractions))}: the fractions add up to {sum(fractions):g}, "
                         f"not 1")
@@ -525,16 +524,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label-columns", nargs="+", metavar="COLUMN", help="one 0/1 column per label, by name")
     p.add_argument("--label-pattern", metavar="REGEX", help="one 0/1 column per label: the columns it matches")
     p.add_argument("--labels-file", help="the label names, one a line: their order, and no other names allowed")
-    p.add_argument("--min-count", type=int, default=0, help="drop labels with fewer examples in all")
+    p.add_argument("--min-count", type=options.WHOLE_0, default=0, help="drop labels with fewer examples in all")
     p.add_argument("--id-column", help="example ids (unique); default: generated, FILE_STEM-LINE")
     p.add_argument("--split-column", help="a column saying train, dev (or validation) or test")
-    p.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "DEV", "TEST"), default=[0.8, 0.1, 0.1],
-                   help="fractions for a made, stratified split of one input file")
-    p.add_argument("--seed", type=int, default=42, help="of the made split")
+    p.add_argument("--split", type=SPLIT_FRACTION, nargs=3, metavar=("TRAIN", "DEV", "TEST"),
+                   default=[0.8, 0.1, 0.1], help="fractions for a made, stratified split of one input file")
+    p.add_argument("--seed", type=options.SEED, default=42, help="of the made split")
     p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, metavar="MODEL",
                    help="report the texts' lengths in this model's tokens: the one you will train (a folder, or a "
                    "name in the Hugging Face cache; default %(default)s)")
     p.add_argument("--name", help="the dataset's name (model cards use it); default: the input file's stem")
+    options.describe_ranges(p)
     args = p.parse_intermixed_args(argv)  # INPUT and OUT_DIR may come before, between or after the options
     files = [args.train, args.dev, args.test]
     if any(files):

@@ -6,8 +6,9 @@
     python tune.py STUDY --confirm 2                         the best 2 and the baseline, 3 seeds each, on test
 
 STUDY is a folder: the study's journal (Optuna's JournalStorage on a file, locked with O_EXCL, which works on NFS;
-or --storage URL for a database), and one run folder per trial, trials/trial-NNNN (the model folder) with its
-.metrics.json, .predictions.tsv, .dev.jsonl, .log and .lease.json beside it. The search space is a small file
+a last line cut by a killed writer is removed under that lock; or --storage URL for a database), and one run
+folder per trial, trials/trial-NNNN (the model folder) with its .metrics.json, .predictions.tsv, .dev.jsonl, .log
+and .lease.json beside it. The search space is a small file
 (sweeps/space.txt). A trial reports its dev macro F1 every --dev-every training examples (bert_model.py writes it
 to SAVE_FP.dev.jsonl); a trial below the median of the finished trials of its length (its epochs) at the same
 point is stopped with SIGTERM (it checkpoints and exits 99) and marked pruned. The objective is dev macro F1 (at
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -34,15 +36,17 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from multilabel import files
+from multilabel import files, options
 from multilabel.files import UserError
 
 PROG = "tune.py"
@@ -51,14 +55,14 @@ EXIT_REQUEUE = 99  # multilabel/checkpoint.py's (not imported here: it imports t
 STUDY_NAME = "tune"
 FORMAT = "tune-study-1"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")
-# bert_model.py's options a search may vary, with the type of their values. Not searchable: the data and output
-# paths, the seed, the threshold the objective is measured at, and the options of no effect on results.
+# bert_model.py's options a search may vary, with the type of their values (each value a space file gives is also
+# checked against bert_model.py's own parser: its range or its choices). Not searchable: the data and output paths,
+# the seed, the threshold the objective is measured at, and the options of no effect on results.
 TUNABLE = {"learning-rate": float, "head-learning-rate": float, "epochs": int, "batch-size": int, "max-length": int,
            "warmup-ratio": float, "weight-decay": float, "max-grad-norm": float, "loss": str, "pos-weight": str,
            "pos-weight-cap": float, "focal-gamma": float, "focal-alpha": float, "asl-gamma-neg": float,
            "asl-gamma-pos": float, "asl-clip": float, "init-bias-from-prior": bool}
-CHOICES = {"loss": ("bce", "weighted-bce", "focal", "asl"), "pos-weight": ("inverse", "sqrt-inverse"),
-           "init-bias-from-prior": ("yes", "no")}
+SWITCH = ("yes", "no")  # a switch's values in the space file (init-bias-from-prior)
 ONLY_WITH_LOSS = {"pos-weight": "weighted-bce", "pos-weight-cap": "weighted-bce", "focal-gamma": "focal",
                   "focal-alpha": "focal", "asl-gamma-neg": "asl", "asl-gamma-pos": "asl", "asl-clip": "asl"}
 KINDS = {"float": 2, "log": 2, "int": 2, "choice": None}
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return search(args)
     except UserError as e:
         return files.fail(PROG, e)
+    except OSError as e:  # the study folder, or a file in it, cannot be made or written: read-only, a file in the way
+        return files.fail(PROG, f"{e.filename or args.study}: {e.strerror or e}")
 
 
 def search(args: argparse.Namespace) -> int:
@@ -100,33 +106,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("study", help="the study's folder (created by the first worker)")
     p.add_argument("--data", help="DATA_DIR: train.tsv dev.tsv test.tsv emotions.txt (default: the study's)")
     p.add_argument("--space", default=str(ROOT / "sweeps" / "space.txt"), help="the search space file")
-    p.add_argument("--trials", type=int, default=20, help="trials in the whole study, all workers together")
-    p.add_argument("--hours", type=float, default=0, help="no new trial after this long since the study began")
-    p.add_argument("--workers", type=int, default=1, help="worker processes here (Grid Engine: one per task)")
+    p.add_argument("--trials", type=options.WHOLE_1, default=20, help="trials in the whole study, all workers together")
+    p.add_argument("--hours", type=options.NON_NEGATIVE, default=0,
+                   help="no new trial after this long since the study began")
+    p.add_argument("--workers", type=options.WHOLE_1, default=1,
+                   help="worker processes here (Grid Engine: one per task)")
     p.add_argument("--objective", choices=["dev", "dev-tuned"], default="dev",
                    help="dev macro F1 at the threshold (0.3), or with per-label thresholds tuned on dev")
-    p.add_argument("--dev-every", type=int, default=10_000, metavar="EXAMPLES",
+    p.add_argument("--dev-every", type=options.WHOLE_1, default=10_000, metavar="EXAMPLES",
                    help="score dev every this many training examples, for the pruner (and at epochs' ends)")
     p.add_argument("--pruner", choices=["median", "none"], default="median")
-    p.add_argument("--prune-after", type=int, default=4,
+    p.add_argument("--prune-after", type=options.WHOLE_1, default=4,
                    help="finished trials of the same epochs with a score at a point before one is pruned there")
-    p.add_argument("--random-trials", type=int, default=8, help="trials sampled at random before TPE models")
-    p.add_argument("--sampler-seed", type=int, help="TPE's seed (each worker adds its number)")
+    p.add_argument("--random-trials", type=options.WHOLE_0, default=8,
+                   help="trials sampled at random before TPE models")
+    p.add_argument("--sampler-seed", type=options.SEED, help="TPE's seed (each worker adds its number)")
     p.add_argument("--storage", help="an Optuna RDB URL (sqlite:///..., postgresql://...) instead of the journal")
-    p.add_argument("--heartbeat", type=float, default=30, help="seconds between a worker's lease renewals")
-    p.add_argument("--lease", type=float, default=300, help="a trial unrenewed this long is taken over")
+    p.add_argument("--heartbeat", type=options.POSITIVE, default=30, help="seconds between a worker's lease renewals")
+    p.add_argument("--lease", type=options.POSITIVE, default=300, help="a trial unrenewed this long is taken over")
     p.add_argument("--report", action="store_true", help="print the trials, the best command; draw --plot")
     p.add_argument("--plot", help="PNG of --report (default STUDY/report.png)")
-    p.add_argument("--confirm", type=int, default=0, metavar="K", help="rerun the best K and the baseline, seeds")
-    p.add_argument("--seeds", type=int, default=3, help="--confirm: seeds each (42, 43, ...)")
+    p.add_argument("--confirm", type=options.WHOLE_0, default=0, metavar="K",
+                   help="rerun the best K and the baseline, seeds")
+    p.add_argument("--seeds", type=options.WHOLE_1, default=3, help="--confirm: seeds each (42, 43, ...)")
     p.add_argument("--baseline", default=CPU_RECIPE, help="--confirm: the recipe to beat, as bert_model.py options")
-    p.add_argument("--task", type=int, default=0, help="--confirm: run only this run (an array task), 1-based")
+    p.add_argument("--task", type=options.WHOLE_0, default=0,
+                   help="--confirm: run only this run (an array task), 1-based")
     p.add_argument("--python", default=sys.executable, help="the interpreter of the bert_model.py runs")
+    options.describe_ranges(p)
     args = p.parse_args(argv[:cut])
     args.fixed, args.argv = argv[cut + 1:], argv
-    for name in ("trials", "workers", "dev_every", "seeds"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
     args.study = Path(args.study)
     return args
 
@@ -176,20 +185,28 @@ def space_line(words: list[str], where: str, n: int) -> Param:
     if low >= high or (kind == "log" and low <= 0):
         raise UserError(f"{where}: {option}: empty range {values[0]} to {values[1]}"
                         + (" (log needs LOW > 0)" if kind == "log" and low < high else " (LOW must be < HIGH)"))
+    for v in values:
+        check_value(option, v, where)
     return Param(option, kind, (low, high), n)
 
 
 def choice_values(option: str, values: list[str], where: str) -> tuple:
     if not values:
         raise UserError(f"{where}: {option}: empty choice (choice V1 V2 ...)")
-    allowed = CHOICES.get(option)
-    for v in values:
-        if allowed and v not in allowed:
-            raise UserError(f"{where}: {option}: '{v}' is not one of {', '.join(allowed)}")
-    typed = tuple(v if allowed else number(v, TUNABLE[option], option, where) for v in values)
+    typed = tuple(choice_value(option, v, where) for v in values)
     if len(set(typed)) < len(typed):
         raise UserError(f"{where}: {option}: a choice is given twice")
     return typed
+
+
+def choice_value(option: str, text: str, where: str) -> str | int | float:
+    if TUNABLE[option] is bool:
+        if text not in SWITCH:
+            raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(SWITCH)}")
+        return text
+    value = text if TUNABLE[option] is str else number(text, TUNABLE[option], option, where)
+    check_value(option, text, where)
+    return value
 
 
 def number(text: str, kind: type, option: str, where: str) -> int | float:
@@ -200,6 +217,25 @@ def number(text: str, kind: type, option: str, where: str) -> int | float:
     if not math.isfinite(value):
         raise UserError(f"{where}: {option}: '{text}' is not a finite number")
     return value
+
+
+def check_value(option: str, text: str, where: str) -> None:
+    """Would bert_model.py take --OPTION TEXT? Its own parser says: the option's type (and range), its choices."""
+    action = bert_model_option(option)
+    try:
+        value = action.type(text) if action.type else text
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise UserError(f"{where}: {option}: {e} (bert_model.py --{option})") from None
+    if action.choices and value not in action.choices:
+        raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(action.choices)}")
+
+
+@functools.cache
+def bert_model_option(option: str) -> argparse.Action:
+    """bert_model.py's declaration of --OPTION; imported only here, as bert_model.py imports torch."""
+    from bert_model import build_parser
+
+    return next(a for a in build_parser()._actions if f"--{option}" in a.option_strings)
 
 
 def fixed_options(fixed: list[str]) -> dict[str, str | None]:
@@ -255,9 +291,79 @@ def storage_for(args: argparse.Namespace) -> optuna.storages.BaseStorage | str:
     if args.storage:
         return args.storage
     journal = args.study / "journal.log"
-    backend = optuna.storages.journal.JournalFileBackend(
-        str(journal), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(journal)))  # O_EXCL: NFS-safe
+    check_journal(journal)
+    backend = optuna.storages.journal.JournalFileBackend(str(journal), lock_obj=JournalLock(journal))
     return optuna.storages.JournalStorage(backend)
+
+
+class JournalLock(optuna.storages.journal.JournalFileOpenLock):
+    """Optuna's lock on the journal (journal.log.lock, made with O_EXCL: NFS-safe), which every append takes; once
+    taken, a last line with no newline is removed first. Optuna writes whole lines under this lock, so such a line
+    is what a writer killed mid-line (or a full quota) left; a line appended onto it would make the journal
+    unreadable for every worker and --report from then on. Readers need no lock: Optuna skips a last line with no
+    newline as one still being written."""
+
+    def __init__(self, journal: Path) -> None:
+        super().__init__(str(journal))
+        self.journal = journal
+
+    def acquire(self) -> bool:
+        super().acquire()
+        try:
+            drop_cut_line(self.journal)
+        except BaseException:
+            self.release()
+            raise
+        return True
+
+
+def drop_cut_line(journal: Path) -> None:
+    """Cut the journal after its last newline, saying so on stderr (only under the journal's lock)."""
+    with open(journal, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = whole_lines_end(f, size)
+        if keep == size:
+            return
+        f.truncate(keep)
+        os.fsync(f.fileno())
+    print(f"{PROG}: {journal}: removed a cut last line ({size - keep} bytes: a writer stopped mid-line)",
+          file=sys.stderr, flush=True)
+
+
+def whole_lines_end(f: BinaryIO, size: int) -> int:
+    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        f.seek(start)
+        block = f.read(end - start)
+        if b"\n" in block:
+            return start + block.rindex(b"\n") + 1
+        end = start
+    return 0
+
+
+def check_journal(journal: Path) -> None:
+    """Before Optuna reads the journal: a cut last line removed (under the lock, so never a line being written),
+    and a line that is not JSON refused, naming it (Optuna would fail on it with a traceback, in every worker)."""
+    if not journal.is_file():
+        return
+    with open(journal, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        cut = whole_lines_end(f, size) != size
+    if cut:  # being written now, or cut: taking the lock waits for a writer, then removes a cut line
+        lock = JournalLock(journal)
+        lock.acquire()
+        lock.release()
+    with open(journal, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                return  # being written by another worker
+            try:
+                json.loads(line)
+            except ValueError:
+                raise UserError(f"{journal}:{n}: not a line of Optuna's journal (not JSON): Optuna cannot read the "
+                                "study past it; mend that line by hand, or use a new study folder") from None
 
 
 def data_dir(args: argparse.Namespace, study: optuna.Study | None) -> Path:
@@ -291,7 +397,7 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
     space_path = Path(args.space)
     space = read_space(space_path)
     check_fixed(args.fixed, space, space_path)
-    args.study.mkdir(parents=True, exist_ok=True)
+    make_folder(args.study)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
                                 load_if_exists=True, sampler=sampler(args), pruner=pruner(args))
     folder = data_dir(args, study)
@@ -303,6 +409,17 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     return study
+
+
+def make_folder(study: Path) -> None:
+    try:
+        study.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{study}: cannot make the study folder here: {e.strerror}") from None
+    try:
+        tempfile.TemporaryFile(dir=study).close()
+    except OSError as e:
+        raise UserError(f"{study}: cannot write in the study folder: {e.strerror}") from None
 
 
 def check_settings(study: optuna.Study, wanted: dict, where: Path) -> None:

@@ -25,6 +25,7 @@ LONG_TEXTS = ("truncate", "head-tail", "windows")
 POOLINGS = ("max", "logsumexp", "mean")
 WINDOW_LABELS = ("pooled", "each")
 REPORTED = (50, 128, 256, 512)  # the share of texts over each of these lengths
+MIN_LENGTH = 8  # the fewest tokens a text (a window) is read in: --max-length
 GOEMOTIONS_LENGTH = 50  # the paper's max_seq_length: what `auto` means for GoEmotions' own data
 CHARS_PER_TOKEN = 100  # no token is longer (WordPiece reads a longer word as [UNK]): a text is cut at
 #                        this many characters a token needed before tokenizing, so a 5 MB broken row costs little
@@ -70,13 +71,11 @@ class Reading:
 
 
 def check(reading: Reading, model_limit: int | None) -> None:
-    if reading.max_length < 8:
-        raise UserError(f"--max-length {reading.max_length}: at least 8 tokens")
+    if reading.max_length < MIN_LENGTH:  # auto with a model that reads fewer (--max-length N is checked by its parser)
+        raise UserError(f"--max-length {reading.max_length}: at least {MIN_LENGTH} tokens")
     if model_limit and reading.max_length > model_limit:
         raise UserError(f"--max-length {reading.max_length}: the model reads at most {model_limit} tokens; use "
                         f"--long-texts windows to read longer texts whole")
-    if reading.max_windows < 1:
-        raise UserError(f"--max-windows {reading.max_windows}: at least 1")
     if reading.stride is not None and not 0 <= reading.stride < reading.max_length // 2:
         raise UserError(f"--stride {reading.stride}: from 0 to less than half of --max-length ({reading.max_length})")
 
@@ -156,7 +155,7 @@ def auto_length(train_counts: list[int], limit: int | None) -> int:
     """--max-length auto: the training split's 99th percentile rounded up to a multiple of 8, at most the model's
     limit (texts longer than that are read as --long-texts says)."""
     p99 = float(np.percentile(train_counts, 99)) if train_counts else 8
-    length = max(8, math.ceil(p99 / 8) * 8)
+    length = max(MIN_LENGTH, math.ceil(p99 / 8) * 8)
     return min(length, limit) if limit else length
 
 

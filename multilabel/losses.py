@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
+from multilabel.options import NON_NEGATIVE, POSITIVE, Range
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -74,10 +76,8 @@ def asl(p: dict, train_y: np.ndarray, device: torch.device) -> tuple[LossFn, dic
 class Param:
     default: float | str
     help: str
-    low: float = 0.0  # the smallest value allowed
-    below: float | None = None  # values must be below this (or at most, with at_most)
-    at_most: bool = False
-    choices: tuple[str, ...] | None = None
+    type: Range = NON_NEGATIVE  # the values allowed (a number)
+    choices: tuple[str, ...] | None = None  # or these words
 
 
 @dataclass
@@ -92,16 +92,16 @@ LOSSES = {
     "weighted-bce": Loss(weighted_bce, "BCE with pos_weight per label (--pos-weight)", {
         "pos_weight": Param("sqrt-inverse", "pos_weight = negatives/positives of each label in the training split, "
                             "or its square root", choices=("inverse", "sqrt-inverse")),
-        "pos_weight_cap": Param(30.0, "no pos_weight above this")}),
+        "pos_weight_cap": Param(30.0, "no pos_weight above this", POSITIVE)}),
     "focal": Loss(focal, "Lin et al. 2017", {
         "focal_gamma": Param(2.0, "the focusing exponent (the paper's 2)"),
         "focal_alpha": Param(0.25, "the weight of positives, 1 - it of negatives (the paper's 0.25); negative: none",
-                             low=-np.inf, below=1.0, at_most=True)}),
+                             Range(float, high=1))}),
     "asl": Loss(asl, "asymmetric loss, Ridnik et al. 2021", {
         "asl_gamma_neg": Param(4.0, "negatives' focusing exponent (paper: 4)"),
         "asl_gamma_pos": Param(0.0, "positives' focusing exponent (paper: 0)"),
         "asl_clip": Param(0.05, "probability margin m; a negative scored below it adds no loss (paper: 0.05)",
-                          below=1.0)}),
+                          Range(float, low=0, high=1, high_open=True))}),
 }
 
 
@@ -111,20 +111,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         f"{name}: {loss.help}" for name, loss in LOSSES.items()) + " (docs/training.md#losses-against-imbalance)")
     for name, loss in LOSSES.items():
         for dest, param in loss.params.items():
-            kind = {"choices": param.choices} if param.choices else {"type": float}
+            kind = {"choices": param.choices} if param.choices else {"type": param.type}
             p.add_argument(f"--{dest.replace('_', '-')}", default=param.default, help=f"{name}: {param.help}", **kind)
-
-
-def check_options(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
-    for loss in LOSSES.values():
-        for dest, param in loss.params.items():
-            value, flag = getattr(args, dest), f"--{dest.replace('_', '-')}"
-            if param.choices:
-                continue
-            if value < param.low:
-                p.error(f"{flag} must be >= {param.low:g}")
-            if param.below is not None and (value > param.below if param.at_most else value >= param.below):
-                p.error(f"{flag} must be {'at most' if param.at_most else 'below'} {param.below:g}")
 
 
 def unused_options(args: dict) -> set[str]:

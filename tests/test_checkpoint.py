@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import bert_model
 from multilabel import files
+from multilabel.options import Range
 
 # 200 real examples at batch 8: 25 steps an epoch, 2 epochs, fp32 so that runs are bit-comparable.
 COMMON = ["--epochs", "2", "--batch-size", "8", "--precision", "fp32", "--log-every", "1",
@@ -136,11 +137,22 @@ def another(action: argparse.Action, value: object) -> list[str]:
         return [flag, next(c for c in action.choices if c != value)]
     if action.nargs == "*":
         return [flag, "[OTHER]"]
-    if action.type in (int, float):
-        return [flag, str(100 if value is None else value + 1 if action.type is int else value * 2 or 0.5)]
-    if action.type not in (None, str):  # a type of its own (--max-length: a number or auto): a number it takes
-        return [flag, "100" if action.type("100") != value else "101"]
+    if isinstance(action.type, Range):  # a number its range takes
+        if not isinstance(value, int | float):  # None, or a word (--max-length auto)
+            tries = [100, 101]
+        else:
+            tries = [value + 1] if action.type.kind is int else [value * 2 or 0.5, value / 2]
+        return [flag, next(str(n) for n in tries if n != value and takes(action, str(n)))]
     return [flag, f"{value}-other"]
+
+
+def takes(action: argparse.Action, text: str) -> bool:
+    """Does the option's type take this value (is it within the option's range)?"""
+    try:
+        action.type(text)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
 
 
 def test_every_option_that_can_change_a_result_refuses_to_resume_when_changed(data, tiny_bert, stopped, capsys):
@@ -287,11 +299,12 @@ def test_any_changed_value_of_any_setting_refuses_to_resume(data, tiny_bert, sto
     elif action.choices:
         words = [action.option_strings[-1], choice.draw(st.sampled_from([c for c in action.choices
                                                                            if c != parsed[action.dest]]))]
-    elif action.type not in (None, str, float):  # int, or a type of its own that takes numbers (--max-length)
+    elif isinstance(action.type, Range) and action.type.kind is int:  # --max-length: or auto
         words = [action.option_strings[-1], str(choice.draw(st.integers(1, 10_000).filter(
-            lambda v: v != parsed[action.dest])))]
-    elif action.type is float:
-        value = choice.draw(st.floats(0.001, 0.999).filter(lambda v: v != parsed[action.dest]))
+            lambda v: v != parsed[action.dest] and takes(action, str(v)))))]
+    elif isinstance(action.type, Range):
+        value = choice.draw(st.floats(0.001, 0.999).filter(
+            lambda v: v != parsed[action.dest] and takes(action, repr(v))))
         words = [action.option_strings[-1], repr(value)]
     else:
         words = [action.option_strings[-1], choice.draw(st.text("abc/-_", min_size=1, max_size=12))]

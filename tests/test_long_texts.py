@@ -206,8 +206,8 @@ def test_predict_shards_and_a_5_mb_text_with_windows(tiny_bert, goemotions_dir, 
 @pytest.mark.parametrize("option, message", [
     (("--max-length", "200"), "--max-length 200: the model reads at most 128 tokens; use --long-texts windows"),
     (("--max-length", "32", "--stride", "16"), "--stride 16: from 0 to less than half of --max-length (32)"),
-    (("--max-windows", "0", "--long-texts", "windows"), "--max-windows 0: at least 1"),
-    (("--max-length", "many"), "argument --max-length: expected a number of tokens or auto, got 'many'"),
+    (("--max-windows", "0", "--long-texts", "windows"), "argument --max-windows: '0' is not a whole number >= 1"),
+    (("--max-length", "many"), "argument --max-length: 'many' is not a whole number >= 8, or auto"),
     (("--compile", "--long-texts", "windows"), "--compile needs batches of fixed shapes"),
 ])
 def test_bad_length_options_are_one_line(small_data, tiny_bert, tmp_path, option, message):

@@ -313,7 +313,9 @@ def test_bad_input_is_one_line_and_touches_nothing(model: Path, texts, tmp_path:
     one_line_error(predict(model, "--input", corpus, "--shard", "4/3"), "--shard 4/3")
     (tmp_path / "h.csv").write_text("a,b\n1,2\n")
     one_line_error(predict(model, "--input", tmp_path / "h.csv"), f"{tmp_path / 'h.csv'}:1:", "no column 'text'")
-    one_line_error(predict(model, "--input", corpus, "--threshold", "high"), "--threshold 'high'")
+    r = predict(model, "--input", corpus, "--threshold", "high")  # refused by the parser: usage, then one line
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "predict.py: error: argument --threshold: 'high' is not a number in [0, 1), or model or tuned"), r.stderr
     one_line_error(predict(model), "no texts")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tsv", "h.csv", "labels.tsv"]
 

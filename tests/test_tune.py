@@ -91,6 +91,12 @@ def trial_log(study: Path, number: int) -> str:
     ("epochs int 1 3\nepochs int 1 2\n", "space.txt:2: epochs is already on line 1"),
     ("# nothing\n\n", "space.txt: no options to search"),
     ("batch-size choice 8 16\n", "space.txt:1: --batch-size is also fixed after --: one or the other"),
+    # values bert_model.py's own parser refuses: its range, for both ends and for every choice
+    ("epochs int 0 2\n", "space.txt:1: epochs: '0' is not a whole number >= 1 (bert_model.py --epochs)"),
+    ("batch-size choice 0 16\n", "space.txt:1: batch-size: '0' is not a whole number >= 1 (bert_model.py --batch"),
+    ("weight-decay float -1 0.1\n", "space.txt:1: weight-decay: '-1' is not a number >= 0 (bert_model.py"),
+    ("max-length int 4 64\n", "space.txt:1: max-length: '4' is not a whole number >= 8, or auto (bert_model.py"),
+    ("loss choice focal\nasl-clip float 0 1\n", "space.txt:2: asl-clip: '1' is not a number in [0, 1) (bert_model"),
 ])
 def test_bad_space_file_is_one_line(tmp_path: Path, data: Path, text: str, message: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,6 +135,109 @@ def test_a_study_of_another_dataset_is_refused(tmp_path: Path, data: Path, goemo
     new_study(tune_argv(tmp_path / "db", data, space_file, tmp_path, "--storage", db))
     assert tune.main([str(tmp_path / "db"), "--storage", db, "--report"]) == 0
     assert "0 trials: none; 0 training steps" in capsys.readouterr().out
+
+
+# -------------------------------------------------------------------------------------------- the journal and folder
+
+
+def journal_lines(study: Path) -> list[bytes]:
+    return (study / "journal.log").read_bytes().splitlines(keepends=True)
+
+
+def test_a_cut_last_line_of_the_journal_is_removed_and_the_study_goes_on(tmp_path: Path, data: Path,
+                                                                          tiny_bert: Path) -> None:
+    """A worker killed while appending leaves the journal's last line cut. Optuna appended the next line onto it,
+    and from then on every worker and --report failed on that line. tune.py removes it first, saying so."""
+    study = tmp_path / "study"
+    argv = tune_argv(study, data, space(tmp_path, "learning-rate log 1e-4 1e-3\n"), tiny_bert, "--trials", "1")
+    new_study(argv)
+    whole = (study / "journal.log").read_bytes()
+    cut = b'{"op_code":4,"worker_id":"a-worker-killed-mid-line","study_id":0,"dat'
+    (study / "journal.log").write_bytes(whole + cut)
+    r = run_script("tune.py", str(study), "--report")
+    assert r.returncode == 0 and r.stderr.strip().splitlines() == [f"tune.py: {study}/journal.log: removed a cut "
+                                                                   f"last line ({len(cut)} bytes: a writer stopped "
+                                                                   "mid-line)"], r.stderr
+    assert (study / "journal.log").read_bytes() == whole and "0 trials: none" in r.stdout
+    (study / "journal.log").write_bytes(whole + cut)
+    r = run_script("tune.py", *argv, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "removed a cut last line" in r.stderr, r.stdout + r.stderr
+    assert states(study) == {0: "COMPLETE"}
+    assert all(json.loads(line) for line in journal_lines(study))
+
+
+def test_a_line_cut_while_a_worker_runs_is_removed_before_its_next_append(tmp_path: Path, data: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The study was opened whole; then another worker died mid-line: this worker's next append, under the
+    journal's lock, removes the cut line before it writes its own."""
+    study = tmp_path / "study"
+    opened = new_study(tune_argv(study, data, space(tmp_path, "epochs int 1 2\n"), tmp_path))
+    capsys.readouterr()
+    cut = b'{"op_code":2,"worker_id":"gone","study_id":0,"user_attr":{"no'
+    with open(study / "journal.log", "ab") as f:
+        f.write(cut)
+    opened.set_user_attr("after", 1)
+    assert f"removed a cut last line ({len(cut)} bytes" in capsys.readouterr().err
+    assert all(json.loads(line) for line in journal_lines(study))
+    assert tune.open_study(tune.parse_args([str(study)]), create=False).user_attrs["after"] == 1
+
+
+def test_a_last_line_being_written_is_left_to_its_writer(tmp_path: Path, data: Path) -> None:
+    """A last line with no newline may be a write in progress: tune.py takes the journal's lock (Optuna's, which
+    the writer holds) before it removes anything, so it waits for the line to be finished and keeps it."""
+    study = tmp_path / "study"
+    new_study(tune_argv(study, data, space(tmp_path, "epochs int 1 2\n"), tmp_path))
+    line = next(x for x in journal_lines(study) if json.loads(x)["op_code"] == 2)  # set a user attr: again, harmless
+    lock = study / "journal.log.lock"
+    lock.touch()  # held by the writer, as Optuna's JournalFileOpenLock holds it
+    with open(study / "journal.log", "ab") as f:
+        f.write(line[:20])
+    reader = subprocess.Popen([sys.executable, str(ROOT / "tune.py"), str(study), "--report"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert reader.poll() is None  # waiting for the lock
+    with open(study / "journal.log", "ab") as f:
+        f.write(line[20:])
+    lock.unlink()
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0 and err == "", err
+    assert journal_lines(study)[-1] == line
+
+
+def test_a_line_in_the_journal_that_is_not_json_is_one_line(tmp_path: Path, data: Path) -> None:
+    study = tmp_path / "study"
+    argv = tune_argv(study, data, space(tmp_path, "epochs int 1 2\n"), tmp_path)
+    new_study(argv)
+    lines = journal_lines(study)
+    (study / "journal.log").write_bytes(b"".join([lines[0], b'{"op_code":4,"wor{"op_code":2}\n', *lines[1:]]))
+    for r in (run_script("tune.py", str(study), "--report"), run_script("tune.py", *argv)):
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+            f"tune.py: error: {study}/journal.log:2: not a line of Optuna's journal (not JSON): Optuna cannot read "
+            "the study past it; mend that line by hand, or use a new study folder"], r.stderr
+
+
+def test_a_study_folder_that_cannot_be_written_is_one_line(tmp_path: Path, data: Path, small_disk,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Read-only (a read-only mount: root writes through chmod), a file in the way, a folder for the journal. In
+    this process (an OSError traceback would fail the test here too), then one as a process."""
+    space_file = space(tmp_path, "epochs int 1 2\n")
+    disk = small_disk(4)
+    new_study(tune_argv(disk / "study", data, space_file, tmp_path))
+    small_disk(4, disk, read_only=True)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "odd" / "journal.log").mkdir(parents=True)
+    for study, problem in ((disk / "new", ": cannot make the study folder here: Read-only file system"),
+                           (disk / "study", ": cannot write in the study folder: Read-only file system"),
+                           (tmp_path / "a-file", ": cannot make the study folder here: File exists"),
+                           (tmp_path / "a-file" / "study", ": cannot make the study folder here: Not a directory"),
+                           (tmp_path / "odd", "/journal.log: Is a directory")):
+        assert tune.main(tune_argv(study, data, space_file, tmp_path)) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [f"tune.py: error: {study}{problem}"]
+    r = run_script("tune.py", *tune_argv(disk / "new", data, space_file, tmp_path))
+    assert r.returncode == 1 and r.stderr == f"tune.py: error: {disk}/new: cannot make the study folder here: " \
+                                             "Read-only file system\n", r.stderr
+    r = run_script("tune.py", str(disk / "study"), "--report", "--plot", str(tmp_path / "report.png"))
+    assert r.returncode == 0 and "0 trials: none" in r.stdout, r.stderr  # reading needs no write
 
 
 # -------------------------------------------------------------------------------------------- a search
