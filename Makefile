@@ -22,12 +22,15 @@ CUDA     = $(eval CUDA := $(shell $(PY) -c "import torch; print('--cuda' if torc
 # the new head at 3e-3 starting from the label frequencies; above the paper's macro F1 in minutes on 2 cores.
 # Default: paper where PyTorch sees a GPU, cpu elsewhere (never a silent many-hour BERT-base run on a CPU).
 RECIPE   ?= $(if $(CUDA),paper,cpu)
-CPU_RECIPE_ARGS := --batch-size 32 --learning-rate 1e-4 --head-learning-rate 3e-3 --init-bias-from-prior
+# Its options are in sweeps/cpu-recipe.txt, the one place they are written: its epochs, and the rest.
+CPU_RECIPE := $(shell sed '/^\#/d' sweeps/cpu-recipe.txt)
+CPU_EPOCHS := $(patsubst --epochs=%,%,$(filter --epochs=%,$(subst --epochs ,--epochs=,$(CPU_RECIPE))))
+CPU_RECIPE_ARGS := $(filter-out --epochs=%,$(subst --epochs ,--epochs=,$(CPU_RECIPE)))
 # A hub model name, or a local Hugging Face model folder (offline use); default: the recipe's.
 MODEL    ?=
 EPOCHS   ?=
 RUN_MODEL  = $(or $(MODEL),$(if $(filter cpu,$(RECIPE)),sentence-transformers/all-MiniLM-L6-v2,bert-base-uncased))
-RUN_EPOCHS = $(or $(EPOCHS),$(if $(filter cpu,$(RECIPE)),1,4))
+RUN_EPOCHS = $(or $(EPOCHS),$(if $(filter cpu,$(RECIPE)),$(CPU_EPOCHS),4))
 # The run folder: the model's name (for a folder called model, its parent's), then the recipe.
 model_path = $(patsubst %/,%,$(RUN_MODEL))
 RUN_NAME = $(notdir $(if $(filter model,$(notdir $(model_path))),$(patsubst %/,%,$(dir $(model_path))),$(model_path)))-$(RECIPE)$(if $(OWN_DATA),-$(notdir $(patsubst %/,%,$(DATA_DIR))))
@@ -112,7 +115,7 @@ TUNE_TRIALS  ?= 20
 TUNE_WORKERS ?= 1
 TUNE_ARGS    ?=
 TUNE_CONFIRM ?= 0
-TUNE_BASELINE = $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE_ARGS) --epochs 1,--epochs 4)
+TUNE_BASELINE = $(if $(filter cpu,$(RECIPE)),$(CPU_RECIPE),--epochs 4)
 
 .PHONY: tune
 tune: $(VENV)/.installed

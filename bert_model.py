@@ -216,7 +216,7 @@ def checkpoint_to_resume(args: argparse.Namespace, ckpt_path: Path, data_sha256:
     """With --resume and a checkpoint: that checkpoint, if this run may continue it (checkpoint.check_resumable)."""
     if not (args.resume and ckpt_path.exists()):
         return None
-    defaults = {a.dest: a.default for a in build_parser()._actions}  # an option the checkpoint predates
+    defaults = {a.dest: a.default for a in build_parser()._actions if a.dest != "help"}  # options added since
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return checkpoint.check_resumable(ckpt_path, vars(args), data_sha256, defaults, world)
 

@@ -28,25 +28,20 @@ import ctypes
 import functools
 import hashlib
 import json
-import math
 import os
 import shlex
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from multilabel import files, options
+from multilabel import files, identity, options, outputs, shared_study, space
 from multilabel.files import UserError
 
 PROG = "tune.py"
@@ -55,19 +50,9 @@ EXIT_REQUEUE = 99  # multilabel/checkpoint.py's (not imported here: it imports t
 STUDY_NAME = "tune"
 FORMAT = "tune-study-1"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")
-# bert_model.py's options a search may vary, with the type of their values (each value a space file gives is also
-# checked against bert_model.py's own parser: its range or its choices). Not searchable: the data and output paths,
-# the seed, the threshold the objective is measured at, and the options of no effect on results.
-TUNABLE = {"learning-rate": float, "head-learning-rate": float, "epochs": int, "batch-size": int, "max-length": int,
-           "warmup-ratio": float, "weight-decay": float, "max-grad-norm": float, "loss": str, "pos-weight": str,
-           "pos-weight-cap": float, "focal-gamma": float, "focal-alpha": float, "asl-gamma-neg": float,
-           "asl-gamma-pos": float, "asl-clip": float, "init-bias-from-prior": bool}
-SWITCH = ("yes", "no")  # a switch's values in the space file (init-bias-from-prior)
-ONLY_WITH_LOSS = {"pos-weight": "weighted-bce", "pos-weight-cap": "weighted-bce", "focal-gamma": "focal",
-                  "focal-alpha": "focal", "asl-gamma-neg": "asl", "asl-gamma-pos": "asl", "asl-clip": "asl"}
-KINDS = {"float": 2, "log": 2, "int": 2, "choice": None}
-SET_BY_TUNE = {"metrics-file", "predictions-file", "plot-file", "resume", "dev-every", "threshold"}
-CPU_RECIPE = "--batch-size 32 --learning-rate 1e-4 --head-learning-rate 3e-3 --init-bias-from-prior --epochs 1"
+FILE_ROLES = {"train.tsv": "train", "dev.tsv": "dev", "test.tsv": "test", "emotions.txt": "labels",
+              "dataset.json": "dataset", "ekman_mapping.json": "taxonomy", "sentiment_dict.json": "taxonomy"}
+CPU_RECIPE = ROOT / "sweeps" / "cpu-recipe.txt"  # the CPU recipe's options, in the one place they are written
 
 
 # -------------------------------------------------------------------------------------------- the run
@@ -129,7 +114,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--confirm", type=options.WHOLE_0, default=0, metavar="K",
                    help="rerun the best K and the baseline, seeds")
     p.add_argument("--seeds", type=options.WHOLE_1, default=3, help="--confirm: seeds each (42, 43, ...)")
-    p.add_argument("--baseline", default=CPU_RECIPE, help="--confirm: the recipe to beat, as bert_model.py options")
+    p.add_argument("--baseline", help="--confirm: the recipe to beat, as bert_model.py options (default: the CPU "
+                   "recipe, sweeps/cpu-recipe.txt)")
     p.add_argument("--task", type=options.WHOLE_0, default=0,
                    help="--confirm: run only this run (an array task), 1-based")
     p.add_argument("--python", default=sys.executable, help="the interpreter of the bert_model.py runs")
@@ -140,230 +126,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-# -------------------------------------------------------------------------------------------- the space
-
-
-@dataclass(frozen=True)
-class Param:
-    option: str
-    kind: str
-    values: tuple
-    line: int
-
-
-def read_space(path: Path) -> list[Param]:
-    """The search space file, checked: one `OPTION KIND VALUES` a line; errors say FILE:LINE."""
-    space: dict[str, Param] = {}
-    for n, line in enumerate(files.read_lines(path, "a search space file"), 1):
-        words = line.split("#", 1)[0].split()
-        if words:
-            param = space_line(words, f"{path}:{n}", n)
-            if param.option in space:
-                raise UserError(f"{path}:{n}: {param.option} is already on line {space[param.option].line}")
-            space[param.option] = param
-    if not space:
-        raise UserError(f"{path}: no options to search (one 'OPTION KIND VALUES' a line)")
-    return list(space.values())
-
-
-def space_line(words: list[str], where: str, n: int) -> Param:
-    option, kind, values = words[0].removeprefix("--"), words[1] if len(words) > 1 else "", words[2:]
-    if option not in TUNABLE:
-        raise UserError(f"{where}: unknown option '{option}' (a search varies: {' '.join(TUNABLE)})")
-    if kind not in KINDS:
-        raise UserError(f"{where}: {option}: unknown kind '{kind}' (float, log, int or choice)")
-    if KINDS[kind] is not None and len(values) != KINDS[kind]:
-        raise UserError(f"{where}: {option} {kind} takes LOW HIGH, got {len(values)} value(s)")
-    if kind == "choice":
-        return Param(option, kind, choice_values(option, values, where), n)
-    if TUNABLE[option] not in (int, float):
-        raise UserError(f"{where}: {option} takes a value from a list: use choice")
-    if (kind == "int") != (TUNABLE[option] is int):
-        raise UserError(f"{where}: {option} is " + ("a whole number: use int" if TUNABLE[option] is int
-                                                     else "not a whole number: use float or log"))
-    low, high = (number(v, TUNABLE[option], option, where) for v in values)
-    if low >= high or (kind == "log" and low <= 0):
-        raise UserError(f"{where}: {option}: empty range {values[0]} to {values[1]}"
-                        + (" (log needs LOW > 0)" if kind == "log" and low < high else " (LOW must be < HIGH)"))
-    for v in values:
-        check_value(option, v, where)
-    return Param(option, kind, (low, high), n)
-
-
-def choice_values(option: str, values: list[str], where: str) -> tuple:
-    if not values:
-        raise UserError(f"{where}: {option}: empty choice (choice V1 V2 ...)")
-    typed = tuple(choice_value(option, v, where) for v in values)
-    if len(set(typed)) < len(typed):
-        raise UserError(f"{where}: {option}: a choice is given twice")
-    return typed
-
-
-def choice_value(option: str, text: str, where: str) -> str | int | float:
-    if TUNABLE[option] is bool:
-        if text not in SWITCH:
-            raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(SWITCH)}")
-        return text
-    value = text if TUNABLE[option] is str else number(text, TUNABLE[option], option, where)
-    check_value(option, text, where)
-    return value
-
-
-def number(text: str, kind: type, option: str, where: str) -> int | float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise UserError(f"{where}: {option}: '{text}' is not a {'whole number' if kind is int else 'number'}") from None
-    if not math.isfinite(value):
-        raise UserError(f"{where}: {option}: '{text}' is not a finite number")
-    return value
-
-
-def check_value(option: str, text: str, where: str) -> None:
-    """Would bert_model.py take --OPTION TEXT? Its own parser says: the option's type (and range), its choices."""
-    action = bert_model_option(option)
-    try:
-        value = action.type(text) if action.type else text
-    except (argparse.ArgumentTypeError, ValueError) as e:
-        raise UserError(f"{where}: {option}: {e} (bert_model.py --{option})") from None
-    if action.choices and value not in action.choices:
-        raise UserError(f"{where}: {option}: '{text}' is not one of {', '.join(action.choices)}")
-
-
-@functools.cache
-def bert_model_option(option: str) -> argparse.Action:
-    """bert_model.py's declaration of --OPTION; imported only here, as bert_model.py imports torch."""
-    from bert_model import build_parser
-
-    return next(a for a in build_parser()._actions if f"--{option}" in a.option_strings)
-
-
-def fixed_options(fixed: list[str]) -> dict[str, str | None]:
-    """The fixed bert_model.py options by name (without --), each with its value (None for a switch)."""
-    found: dict[str, str | None] = {}
-    for i, word in enumerate(fixed):
-        if word.startswith("--"):
-            name, _, value = word[2:].partition("=")
-            nxt = fixed[i + 1] if i + 1 < len(fixed) else None
-            found[name] = value or (nxt if nxt is not None and not nxt.startswith("--") else None)
-    return found
-
-
-def check_fixed(fixed: list[str], space: list[Param], space_path: Path) -> None:
-    given = fixed_options(fixed)
-    for name in given:
-        if name in SET_BY_TUNE - {"threshold"}:
-            raise UserError(f"fixed option --{name}: tune.py sets it for every trial")
-    for param in space:
-        if param.option in given:
-            raise UserError(f"{space_path}:{param.line}: --{param.option} is also fixed after --: one or the other")
-
-
-def suggest(trial: Trial, space: list[Param], fixed: list[str]) -> list[str]:
-    """The trial's bert_model.py options from the space (a loss's options only where that loss is chosen)."""
-    chosen: dict[str, object] = {}
-    for param in space:
-        if param.kind == "choice":
-            chosen[param.option] = trial.suggest_categorical(param.option, list(param.values))
-    loss = chosen.get("loss", fixed_options(fixed).get("loss", "bce"))
-    out: list[str] = []
-    for param in space:
-        if ONLY_WITH_LOSS.get(param.option, loss) != loss:
-            continue
-        if param.kind in ("float", "log"):
-            chosen[param.option] = trial.suggest_float(param.option, *param.values, log=param.kind == "log")
-        elif param.kind == "int":
-            chosen[param.option] = trial.suggest_int(param.option, *param.values)
-        out += option_words(param.option, chosen[param.option])
-    return out
-
-
-def option_words(option: str, value: object) -> list[str]:
-    if TUNABLE[option] is bool:
-        return [f"--{option}"] if value == "yes" else []
-    return [f"--{option}", str(value)]
-
-
 # -------------------------------------------------------------------------------------------- the study
 
 
 def storage_for(args: argparse.Namespace) -> optuna.storages.BaseStorage | str:
     if args.storage:
         return args.storage
-    journal = args.study / "journal.log"
-    check_journal(journal)
-    backend = optuna.storages.journal.JournalFileBackend(str(journal), lock_obj=JournalLock(journal))
-    return optuna.storages.JournalStorage(backend)
-
-
-class JournalLock(optuna.storages.journal.JournalFileOpenLock):
-    """Optuna's lock on the journal (journal.log.lock, made with O_EXCL: NFS-safe), which every append takes; once
-    taken, a last line with no newline is removed first. Optuna writes whole lines under this lock, so such a line
-    is what a writer killed mid-line (or a full quota) left; a line appended onto it would make the journal
-    unreadable for every worker and --report from then on. Readers need no lock: Optuna skips a last line with no
-    newline as one still being written."""
-
-    def __init__(self, journal: Path) -> None:
-        super().__init__(str(journal))
-        self.journal = journal
-
-    def acquire(self) -> bool:
-        super().acquire()
-        try:
-            drop_cut_line(self.journal)
-        except BaseException:
-            self.release()
-            raise
-        return True
-
-
-def drop_cut_line(journal: Path) -> None:
-    """Cut the journal after its last newline, saying so on stderr (only under the journal's lock)."""
-    with open(journal, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        keep = whole_lines_end(f, size)
-        if keep == size:
-            return
-        f.truncate(keep)
-        os.fsync(f.fileno())
-    print(f"{PROG}: {journal}: removed a cut last line ({size - keep} bytes: a writer stopped mid-line)",
-          file=sys.stderr, flush=True)
-
-
-def whole_lines_end(f: BinaryIO, size: int) -> int:
-    """Where the file's whole lines end: just after its last newline (0 if it has none)."""
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        f.seek(start)
-        block = f.read(end - start)
-        if b"\n" in block:
-            return start + block.rindex(b"\n") + 1
-        end = start
-    return 0
-
-
-def check_journal(journal: Path) -> None:
-    """Before Optuna reads the journal: a cut last line removed (under the lock, so never a line being written),
-    and a line that is not JSON refused, naming it (Optuna would fail on it with a traceback, in every worker)."""
-    if not journal.is_file():
-        return
-    with open(journal, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        cut = whole_lines_end(f, size) != size
-    if cut:  # being written now, or cut: taking the lock waits for a writer, then removes a cut line
-        lock = JournalLock(journal)
-        lock.acquire()
-        lock.release()
-    with open(journal, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.endswith(b"\n"):
-                return  # being written by another worker
-            try:
-                json.loads(line)
-            except ValueError:
-                raise UserError(f"{journal}:{n}: not a line of Optuna's journal (not JSON): Optuna cannot read the "
-                                "study past it; mend that line by hand, or use a new study folder") from None
+    return shared_study.journal_storage(args.study / "journal.log")
 
 
 def data_dir(args: argparse.Namespace, study: optuna.Study | None) -> Path:
@@ -374,14 +143,14 @@ def data_dir(args: argparse.Namespace, study: optuna.Study | None) -> Path:
 
 
 def data_checksums(folder: Path, fixed: list[str]) -> dict[str, str]:
-    """SHA-256 of each data file a trial reads, by file name (the paths may differ from node to node)."""
-    taxonomy = fixed_options(fixed).get("taxonomy") or "original"
-    paths = {"train": folder / "train.tsv", "dev": folder / "dev.tsv", "test": folder / "test.tsv",
-             "labels": folder / "emotions.txt", "taxonomy": taxonomy}
-    try:
-        return {Path(p).name: files.sha256(p) for p in files.data_files(paths)}
-    except FileNotFoundError as e:
-        raise UserError(f"{e.filename}: file not found (--data needs {', '.join(SPLIT_FILES)})") from None
+    """SHA-256 of each data file a trial reads, by role (identity.py: the paths may differ from node to node)."""
+    missing = [name for name in SPLIT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder / missing[0]}: file not found (--data needs {', '.join(SPLIT_FILES)})")
+    taxonomy = space.fixed_options(fixed).get("taxonomy") or "original"
+    return identity.data_checksums({"train": folder / "train.tsv", "dev": folder / "dev.tsv",
+                                    "test": folder / "test.tsv", "labels": folder / "emotions.txt",
+                                    "taxonomy": taxonomy})
 
 
 def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
@@ -395,14 +164,14 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
         except KeyError:
             raise UserError(f"{args.storage}: no study here: start one with tune.py {args.study} --data") from None
     space_path = Path(args.space)
-    space = read_space(space_path)
-    check_fixed(args.fixed, space, space_path)
+    params = space.read_space(space_path, search_table())
+    space.check_fixed(args.fixed, params, space_path)
     make_folder(args.study)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
                                 load_if_exists=True, sampler=sampler(args), pruner=pruner(args))
     folder = data_dir(args, study)
     wanted = {"format": FORMAT, "data_sha256": data_checksums(folder, args.fixed), "fixed": args.fixed,
-              "space": [[p.option, p.kind, list(p.values)] for p in space], "objective": args.objective,
+              "space": [[p.option, p.kind, list(p.values)] for p in params], "objective": args.objective,
               "dev_every": args.dev_every}
     check_settings(study, wanted, args.study)
     for key, value in {**wanted, "data": str(folder), "started": time.time()}.items():
@@ -427,10 +196,9 @@ def check_settings(study: optuna.Study, wanted: dict, where: Path) -> None:
     have = study.user_attrs
     if "format" not in have:
         return
-    for name, sha in wanted["data_sha256"].items():
-        if have["data_sha256"].get(name) != sha:
-            raise UserError(f"{where}: this study was written for another dataset ({name} differs: SHA-256 "
-                            f"{str(have['data_sha256'].get(name))[:12]}, here {sha[:12]}): use a new study folder")
+    had = {FILE_ROLES.get(k, k): v for k, v in have["data_sha256"].items()}  # a study from before roles: by file
+    if difference := identity.first_difference({"data": had}, {"data": wanted["data_sha256"]}):
+        raise UserError(f"{where}: this study was written for another dataset ({difference}): use a new study folder")
     for key in ("fixed", "space", "objective", "dev_every"):
         if have.get(key) != wanted[key]:
             raise UserError(f"{where}: this study was started with another {key.replace('_', '-')} "
@@ -447,29 +215,7 @@ def sampler(args: argparse.Namespace) -> optuna.samplers.BaseSampler:
 def pruner(args: argparse.Namespace) -> optuna.pruners.BasePruner:
     if args.pruner == "none":
         return optuna.pruners.NopPruner()
-    return MedianOfTheSameLength(args.prune_after)
-
-
-class MedianOfTheSameLength(optuna.pruners.BasePruner):
-    """Optuna's median rule (a trial whose best dev score so far is below the median of the finished trials'
-    scores at this point is pruned), with two changes, both measured (bench/RESULTS.md, "Tuning"):
-    - a trial is compared only with finished trials of the same length (the same epochs): at the same examples
-      seen, a 1-epoch trial's learning rate has decayed further than a 3-epoch trial's, and Optuna's MedianPruner
-      pruned the longer, better trials of a study for starting slower;
-    - a point needs AFTER such finished trials' scores before anything is pruned there (Optuna's default, 1,
-      pruned a trial for being below the one trial that had trained that long)."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        point = trial.last_step
-        if point is None:
-            return False
-        length = trial.params.get("epochs")  # None: fixed for the whole study
-        peers = [t.intermediate_values[point] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                 if t.params.get("epochs") == length and point in t.intermediate_values]
-        return len(peers) >= self.after and max(trial.intermediate_values.values()) < statistics.median(peers)
+    return shared_study.MedianOfTheSameLength(args.prune_after)
 
 
 def trial_path(study_dir: Path, number: int) -> Path:
@@ -481,75 +227,16 @@ def beside(save_fp: Path, suffix: str) -> Path:
     return save_fp.with_name(save_fp.name + suffix)
 
 
+@functools.cache
+def search_table() -> dict[str, space.Option]:
+    """bert_model.py's searchable options, from its own parser and the losses table (space.py); imported only
+    here, as bert_model.py imports torch."""
+    from bert_model import build_parser
+
+    return space.searchable(build_parser(), space.loss_of_options())
+
+
 # -------------------------------------------------------------------------------------------- leases
-
-
-def identity() -> dict:
-    """Who this worker is: host and pid, and the Grid Engine job and task (the same again after a requeue)."""
-    job = os.environ.get("JOB_ID")
-    task = os.environ.get("SGE_TASK_ID", "undefined")
-    return {"host": socket.gethostname(), "pid": os.getpid(), "job": f"{job}.{task}" if job else None}
-
-
-def read_lease(save_fp: Path) -> dict | None:
-    try:
-        return json.loads(beside(save_fp, ".lease.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def write_lease(save_fp: Path, me: dict, generation: int) -> None:
-    files.write_json(beside(save_fp, ".lease.json"), {**me, "generation": generation, "time": time.time()}, "a lease")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def staleness(trial: FrozenTrial, lease: dict | None, me: dict, lease_s: float) -> str:
-    """Is this RUNNING trial's worker gone? "live", "gone", or "wait" (gone, but its bert_model.py is still
-    writing its checkpoint on this host)."""
-    if lease is None:  # its worker died between asking for it and writing the lease (or is just about to write it)
-        started = trial.datetime_start.timestamp() if trial.datetime_start else 0
-        return "gone" if time.time() - started > lease_s else "live"
-    here = lease.get("host") == me["host"]
-    if here and lease.get("pid") == me["pid"]:
-        return "live"
-    gone = (bool(me["job"]) and lease.get("job") == me["job"]  # this very Grid Engine task, before its requeue
-            or here and not pid_alive(int(lease.get("pid", 0)))
-            or time.time() - float(lease.get("time", 0)) > lease_s)
-    if gone and here and lease.get("child") and pid_alive(int(lease["child"])):
-        return "wait"
-    return "gone" if gone else "live"
-
-
-def claim(save_fp: Path, lease: dict | None) -> int | None:
-    """Take a stale trial over: the one worker whose mkdir succeeds gets its next generation, others None."""
-    generation = (lease or {}).get("generation", 0) + 1
-    try:
-        os.mkdir(beside(save_fp, f".claim-{generation}"))
-    except FileExistsError:
-        return None
-    return generation
-
-
-class Heartbeat(threading.Thread):
-    """Rewrites the worker's lease on its trial every `every` seconds until stopped."""
-
-    def __init__(self, save_fp: Path, me: dict, generation: int, every: float) -> None:
-        super().__init__(daemon=True)
-        self.save_fp, self.me, self.generation, self.every = save_fp, me, generation, every
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.every):
-            write_lease(self.save_fp, self.me, self.generation)
 
 
 # -------------------------------------------------------------------------------------------- a worker
@@ -574,9 +261,10 @@ class Worker:
     """Asks the study for trials (or takes over an abandoned one) and runs them until the budget is spent."""
 
     def __init__(self, args: argparse.Namespace, study: optuna.Study) -> None:
-        self.args, self.study, self.me = args, study, identity()
+        self.args, self.study, self.me = args, study, outputs.identity()
         self.data = data_dir(args, study)
-        self.space = read_space(Path(args.space))
+        self.table = search_table()
+        self.space = space.read_space(Path(args.space), self.table)
         self.stop: str | None = None
         self.waiting = False  # a trial will be free to take over in a moment
         for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
@@ -619,7 +307,7 @@ class Worker:
         if not self.budget_left():
             return None
         trial = self.study.ask()
-        trial.set_user_attr("args", suggest(trial, self.space, self.study.user_attrs["fixed"]))
+        trial.set_user_attr("args", space.suggest(trial, self.space, self.study.user_attrs["fixed"], self.table))
         return Job(trial, resume=False, generation=0)
 
     def take_over(self) -> Job | None:
@@ -627,28 +315,30 @@ class Worker:
         else failed. None when there is no such trial to run."""
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             save_fp = trial_path(self.args.study, frozen.number)
-            lease = read_lease(save_fp)
-            state = staleness(frozen, lease, self.me, self.args.lease)
+            lease = shared_study.read_lease(save_fp)
+            state = shared_study.staleness(frozen, lease, self.me, self.args.lease)
             self.waiting = self.waiting or state == "wait"
             if state != "gone":
                 continue
-            generation = claim(save_fp, lease)
+            generation = shared_study.claim(save_fp, lease)
             if generation is None:
                 continue
             trial = Trial(self.study, frozen._trial_id)
             if beside(save_fp, ".metrics.json").exists():
                 self.finish(trial, save_fp, "completed by a worker that is gone")
             elif files.checkpoint_path(save_fp).exists() and "args" in frozen.user_attrs:
-                self.say(f"trial {frozen.number}: its worker is gone ({describe(lease)}): resuming its checkpoint")
+                gone = shared_study.describe(lease)
+                self.say(f"trial {frozen.number}: its worker is gone ({gone}): resuming its checkpoint")
                 return Job(trial, resume=True, generation=generation)
             else:
-                self.say(f"trial {frozen.number}: its worker is gone ({describe(lease)}), no checkpoint: failed")
+                gone = shared_study.describe(lease)
+                self.say(f"trial {frozen.number}: its worker is gone ({gone}), no checkpoint: failed")
                 self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return None
 
     def command(self, trial: Trial) -> list[str]:
         save_fp = trial_path(self.args.study, trial.number)
-        batch = int(fixed_options(trial_args(trial, self.study)).get("batch-size") or 16)
+        batch = int(space.fixed_options(trial_args(trial, self.study)).get("batch-size") or 16)
         return [self.args.python, str(ROOT / "bert_model.py"), *(str(self.data / f) for f in SPLIT_FILES),
                 str(save_fp), *trial_args(trial, self.study),
                 "--dev-every", str(max(1, self.study.user_attrs["dev_every"] // batch)),
@@ -661,13 +351,13 @@ class Worker:
         save_fp.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(trial)
         trial.set_user_attr("command", shlex.join(cmd))
-        write_lease(save_fp, self.me, job.generation)
+        shared_study.write_lease(save_fp, self.me, job.generation)
         self.say(f"trial {trial.number}{' resumed' if job.resume else ''}: {' '.join(trial_args(trial, self.study))}")
         with open(beside(save_fp, ".log"), "a", encoding="utf-8") as log:
             child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
-            beat = Heartbeat(save_fp, {**self.me, "child": child.pid}, job.generation, self.args.heartbeat)
-            write_lease(save_fp, beat.me, job.generation)
+            beat = shared_study.Heartbeat(save_fp, {**self.me, "child": child.pid}, job.generation, self.args.heartbeat)
+            shared_study.write_lease(save_fp, beat.me, job.generation)
             beat.start()
             pruned = self.watch(child, trial, save_fp)
             beat.done.set()
@@ -703,7 +393,8 @@ class Worker:
             beside(save_fp, ".requeue").unlink(missing_ok=True)
             return 0
         if rc == EXIT_REQUEUE and self.stop:
-            write_lease(save_fp, self.me, read_lease(save_fp).get("generation", 0) if read_lease(save_fp) else 0)
+            lease = shared_study.read_lease(save_fp) or {}
+            shared_study.write_lease(save_fp, self.me, lease.get("generation", 0))
             self.say(f"trial {trial.number}: stopped at a checkpoint; it resumes when a worker takes it over")
             return EXIT_REQUEUE
         self.say(f"trial {trial.number}: bert_model.py exited {rc}: failed; last line of {beside(save_fp, '.log')}: "
@@ -729,13 +420,6 @@ def objective(metrics: dict, which: str) -> float:
     if not isinstance(part, dict) or not isinstance(part.get("macro", {}).get("f1"), int | float):
         raise UserError("a trial's metrics file has no dev macro F1 (not bert_model.py's?)")
     return float(part["macro"]["f1"])
-
-
-def describe(lease: dict | None) -> str:
-    if not lease:
-        return "no lease"
-    age = time.time() - float(lease.get("time", 0))
-    return f"{lease.get('job') or ''} pid {lease.get('pid')} on {lease.get('host')}, lease renewed {age:.0f} s ago"
 
 
 def last_line(path: Path) -> str:
@@ -800,7 +484,12 @@ def report(args: argparse.Namespace) -> int:
         best = study.best_trial
         print(f"best: trial {best.number}, dev macro F1 {best.value:.4f} ({study.user_attrs['objective']})")
         print(f"command: {best.user_attrs.get('command', '')}")
-    plot_report(study, rows, Path(args.plot) if args.plot else args.study / "report.png")
+    plot = outputs.Output(Path(args.plot) if args.plot else args.study / "report.png", "the report's plot",
+                          named=bool(args.plot), ours=outputs.png)
+    journal = outputs.Input(args.study / "journal.log", "the study's journal")
+    with outputs.claim(PROG, [journal, *[outputs.Input(p, "the study's space file") for p in [Path(args.space)]]],
+                       [plot]):
+        plot_report(study, rows, plot.path)
     return 0
 
 
@@ -856,9 +545,14 @@ def confirm_runs(study: optuna.Study, args: argparse.Namespace) -> list[tuple[st
     if not done:
         raise UserError(f"{args.study}: no finished trial to confirm yet")
     groups = [(f"trial-{t.number:04d}", trial_args(t, study)) for t in done[:args.confirm]]
-    baseline = [*study.user_attrs["fixed"], *shlex.split(args.baseline)]
+    baseline = [*study.user_attrs["fixed"], *shlex.split(args.baseline or cpu_recipe())]
     groups.append((baseline_name(baseline), baseline))
     return [(name, 42 + s, [*opts, "--seed", str(42 + s)]) for name, opts in groups for s in range(args.seeds)]
+
+
+def cpu_recipe() -> str:
+    """sweeps/cpu-recipe.txt's options (its lines but the comments)."""
+    return " ".join(line for line in files.read_lines(CPU_RECIPE, "the CPU recipe") if not line.startswith("#"))
 
 
 def baseline_name(options: list[str]) -> str:
@@ -894,12 +588,12 @@ def run_confirm(runs: list, todo: list[int], data: Path, args: argparse.Namespac
         while waiting and len(running) < args.workers:
             name, seed, opts = runs[waiting.pop(0)]
             save_fp = confirm_fp(args, name, seed)
-            if beside(save_fp, ".metrics.json").exists():
-                continue
-            save_fp.parent.mkdir(parents=True, exist_ok=True)
             cmd = [args.python, str(ROOT / "bert_model.py"), *(str(data / f) for f in SPLIT_FILES), str(save_fp),
                    *opts, "--metrics-file", str(beside(save_fp, ".metrics.json")),
                    "--predictions-file", str(beside(save_fp, ".predictions.tsv")), "--resume"]
+            if finished(save_fp, cmd[2:]):
+                continue
+            save_fp.parent.mkdir(parents=True, exist_ok=True)
             print(f"{PROG}: confirm: {name} seed {seed}: {shlex.join(cmd)}", flush=True)
             log = open(beside(save_fp, ".log"), "a", encoding="utf-8")  # closed when the run ends
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -913,6 +607,28 @@ def run_confirm(runs: list, todo: list[int], data: Path, args: argparse.Namespac
                 log_line = last_line(beside(item[2], ".log"))
                 print(f"{PROG}: confirm: {item[2].name} exited {item[0].returncode}: {log_line}")
     return codes
+
+
+def finished(save_fp: Path, argv: list[str]) -> bool:
+    """Is this confirmation run done: a metrics.json beside it of the very run argv would make (identity.py: the
+    options that can change its result, its data by content, one process)? One of another identity is run again."""
+    from bert_model import parse_args
+    from multilabel import losses  # imports torch, as bert_model.py does
+
+    path = beside(save_fp, ".metrics.json")
+    if not path.exists():
+        return False
+    wanted = vars(parse_args(argv))
+    now = identity.training_run(wanted, identity.data_checksums(wanted), 1, losses.unused_options(wanted))
+    done = files.read_json(path, "a confirmation run's metrics")
+    was_args = {**wanted, **done.get("args", {})}
+    was_data = done.get("identity", {}).get("data") or identity.by_role(was_args, done.get("data_sha256") or {})
+    was = identity.training_run(was_args, was_data, done.get("world_size", 1), losses.unused_options(was_args))
+    if difference := identity.first_difference(was, now):
+        print(f"{PROG}: confirm: {save_fp.name}: its finished run was written with {difference}: running it again",
+              flush=True)
+        return False
+    return True
 
 
 def compare(runs: list, args: argparse.Namespace, objective: str) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tune  # noqa: E402
-from multilabel import files  # noqa: E402
+from multilabel import files, space  # noqa: E402
 
 
 def full_steps(options: dict[str, str | None], n_train: int) -> int:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in study.get_trials(deepcopy=False):
         progress = files.read_progress(files.progress_path(tune.trial_path(Path(args.study), t.number)))
         steps = progress[-1]["global_step"] if progress else 0
-        counted = full_steps(tune.fixed_options(tune.trial_args(t, study)), n_train)
+        counted = full_steps(space.fixed_options(tune.trial_args(t, study)), n_train)
         windows = windows or (t.state.name == "COMPLETE" and steps > counted)
         whole = steps if t.state.name == "COMPLETE" else counted
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0

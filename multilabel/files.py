@@ -610,17 +610,6 @@ def result_options(args: dict) -> dict:
     return {k: v for k, v in args.items() if k not in NO_RESULT}
 
 
-def data_files(args: dict) -> list[str]:
-    """The files a run reads its data from: the splits, the labels, dataset.json and its taxonomy's mapping."""
-    folder = Path(args["labels"]).parent
-    found = [str(args[k]) for k in ("train", "dev", "test", "labels")]
-    if (folder / DATASET_FILE).exists():
-        found.append(str(folder / DATASET_FILE))
-    if args.get("taxonomy", "original") != "original":
-        found.append(str(folder / TAXONOMY_FILES[args["taxonomy"]]))
-    return found
-
-
 METRICS_KEYS = ("labels", "taxonomy", "threshold", "best_epoch", "test", "test_tuned", "history", "args")
 
 

@@ -58,7 +58,7 @@ def by_role(args: dict, sha_by_path: dict[str, str]) -> dict[str, str]:
 def training_run(options: dict, data: dict[str, str], world_size: int, unused: set[str] = frozenset()) -> dict:
     """A training run's identity (the module's docstring): its result options less `unused`, its data, its world."""
     kept = {k: v for k, v in files.result_options(options).items() if k not in unused}
-    return {"options": dict(sorted(kept.items())), "data": dict(data), "world_size": int(world_size)}
+    return {"options": kept, "data": dict(data), "world_size": int(world_size)}
 
 
 def experiment(identity: dict) -> dict:

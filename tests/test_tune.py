@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from helpers import ROOT, run_script, write_slice
 from optuna.trial import TrialState
 
 import tune
+from multilabel import shared_study
+from multilabel import space as search_space
 
 # A trial of the tiny BERT: 160 examples, batch 8 (20 steps an epoch, about 0.3 s), dev scored every 48 examples.
 TRIAL = ["--precision", "fp32", "--max-length", "32", "--batch-size", "8", "--warmup-ratio", "0"]
@@ -77,7 +80,8 @@ def trial_log(study: Path, number: int) -> str:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("learning-rat log 1e-5 1e-3\n", "space.txt:1: unknown option 'learning-rat' (a search varies: learning-rate"),
+    ("learning-rat log 1e-5 1e-3\n",
+     "space.txt:1: unknown option 'learning-rat' (a search varies: transformer-model learning-rate"),
     ("# a comment\nepochs int 3 1\n", "space.txt:2: epochs: empty range 3 to 1 (LOW must be < HIGH)"),
     ("learning-rate log 0 1e-3\n", "space.txt:1: learning-rate: empty range 0 to 1e-3 (log needs LOW > 0)"),
     ("epochs choice\n", "space.txt:1: epochs: empty choice"),
@@ -122,7 +126,7 @@ def test_a_study_of_another_dataset_is_refused(tmp_path: Path, data: Path, goemo
     assert tune.main(tune_argv(tmp_path / "study", other, space_file, tmp_path)) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"tune.py: error: {tmp_path}/study: this study was written for another dataset "
-                          "(train.tsv differs: SHA-256 "), err
+                          "(other train data: SHA-256 "), err
     assert err.endswith("use a new study folder") and "\n" not in err
     assert tune.main(tune_argv(tmp_path / "study", data, space(tmp_path, "epochs int 1 3\n"), tmp_path)) == 1
     assert "this study was started with another space" in capsys.readouterr().err
@@ -289,6 +293,24 @@ def test_a_bad_trial_is_pruned_then_report_and_confirm(tmp_path: Path, data: Pat
         assert json.loads((study / "confirm" / f"{second}-seed{seed}.metrics.json").read_text())["settings"][
             "epochs"] == 2
 
+    # a finished run is reused only when it is the run --confirm would make (identity.py): one whose metrics say
+    # other options, or other data, is run again; the others are kept
+    for seed, change in ((42, ("args", "learning_rate", 0.5)), (43, ("identity", "data", {"train": "0" * 64}))):
+        path = study / "confirm" / f"trial-0000-seed{seed}.metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics[change[0]][change[1]] = change[2] if change[1] != "data" else {**metrics["identity"]["data"],
+                                                                                 **change[2]}
+        path.write_text(json.dumps(metrics))
+    r = run_script("tune.py", str(study), "--confirm", "1", "--seeds", "2", "--workers", "2",
+                   "--baseline", "--learning-rate 1e-3 --epochs 2", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "trial-0000-seed42: its finished run was written with --learning-rate 0.5, this run has" in r.stdout
+    assert "trial-0000-seed43: its finished run was written with other train data" in r.stdout
+    assert r.stdout.count("confirm: trial-0000 seed") == 2 and "confirm: baseline-" not in r.stdout
+    for seed in (42, 43):
+        assert json.loads((study / "confirm" / f"trial-0000-seed{seed}.metrics.json").read_text())["args"][
+            "learning_rate"] != 0.5
+
 
 def test_a_trial_is_pruned_only_against_finished_trials_of_its_length() -> None:
     """At the same examples seen, a 3-epoch trial trails 1-epoch trials (its learning rate has decayed less):
@@ -305,7 +327,7 @@ def test_a_trial_is_pruned_only_against_finished_trials_of_its_length() -> None:
     for _ in range(4):
         study.add_trial(trial(1, 0.5))
     slow = trial(3, 0.2, TrialState.RUNNING)
-    rule = tune.MedianOfTheSameLength(4)
+    rule = shared_study.MedianOfTheSameLength(4)
     assert optuna.pruners.MedianPruner(n_startup_trials=4, n_min_trials=4).prune(study, slow)
     assert not rule.prune(study, slow)
     for _ in range(3):
@@ -328,7 +350,7 @@ def test_concurrent_workers_one_sigkilled_mid_trial(tmp_path: Path, data: Path, 
 
     def a_has_checkpoint() -> bool:
         for path in (study / "trials").glob("*.lease.json"):
-            lease = tune.read_lease(path.with_name(path.name.removesuffix(".lease.json")))
+            lease = shared_study.read_lease(path.with_name(path.name.removesuffix(".lease.json")))
             if lease and lease["pid"] == a.pid and tune.files.checkpoint_path(
                     path.with_name(path.name.removesuffix(".lease.json"))).exists():
                 return True
@@ -389,7 +411,7 @@ def test_tune_com_dry_run_and_a_bad_setting(tmp_path: Path, data: Path) -> None:
 
 
 def test_the_default_space_file_reads(tmp_path: Path) -> None:
-    options = [p.option for p in tune.read_space(ROOT / "sweeps" / "space.txt")]
+    options = [p.option for p in search_space.read_space(ROOT / "sweeps" / "space.txt", tune.search_table())]
     assert options == ["learning-rate", "head-learning-rate", "epochs", "batch-size", "warmup-ratio", "loss",
                        "max-length"]
 
@@ -413,7 +435,7 @@ def test_an_array_of_two_workers_under_grid_engine_one_killed_mid_trial(sge, tmp
     def task_1_has_a_checkpoint() -> bool:
         for lease in (study / "trials").glob("*.lease.json") if (study / "trials").exists() else []:
             save_fp = lease.with_name(lease.name.removesuffix(".lease.json"))
-            owner = tune.read_lease(save_fp) or {}
+            owner = shared_study.read_lease(save_fp) or {}
             if owner.get("job") == f"{j}.1" and tune.files.checkpoint_path(save_fp).exists():
                 return True
         return False
@@ -427,3 +449,30 @@ def test_an_array_of_two_workers_under_grid_engine_one_killed_mid_trial(sge, tmp
     assert "its worker is gone" in log2 and "resuming its checkpoint" in log2, log2[-3000:]
     for n in range(4):  # each trial trained to its end exactly once
         assert trial_log(study, n).count("Test macro F1") == 1, trial_log(study, n)
+
+
+def test_an_option_added_to_bert_model_is_searchable_with_its_type() -> None:
+    """The search space is bert_model.py's own parser (space.py): an option added to it tomorrow (here, to a copy of
+    it) is searchable as declared, its range and choices checked, a switch a switch, without touching tune.py."""
+    import bert_model
+    from multilabel.options import Range
+
+    parser = bert_model.build_parser()
+    parser.add_argument("--new-rate", type=Range(float, low=0, high=1), default=0.5)
+    parser.add_argument("--new-mode", choices=["a", "b"], default="a")
+    parser.add_argument("--new-switch", action="store_true")
+    table = search_space.searchable(parser, search_space.loss_of_options())
+    assert (table["new-rate"].type, table["new-mode"].type, table["new-switch"].type) == (float, str, bool)
+    assert table["focal-gamma"].loss == "focal" and "seed" not in table and "threshold" not in table
+    good = search_space.space_line(["new-rate", "float", "0.1", "0.9"], "s:1", 1, table)
+    assert good.values == (0.1, 0.9)
+    for words, message in ((["new-rate", "float", "0.1", "1.5"], "'1.5' is not a number in [0, 1]"),
+                           (["new-rate", "int", "0", "1"], "not a whole number: use float or log"),
+                           (["new-mode", "choice", "a", "c"], "'c' is not one of a, b"),
+                           (["new-switch", "choice", "yes", "maybe"], "'maybe' is not one of yes, no")):
+        with pytest.raises(tune.UserError, match=re.escape(message)):
+            search_space.space_line(words, "s:1", 1, table)
+    trial = optuna.create_study().ask()
+    params = [good, search_space.space_line(["new-switch", "choice", "yes"], "s:2", 2, table)]
+    assert search_space.suggest(trial, params, [], table)[:1] == ["--new-rate"]
+    assert search_space.suggest(trial, params, [], table)[2:] == ["--new-switch"]
