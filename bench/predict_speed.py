@@ -42,9 +42,9 @@ def worker(args: argparse.Namespace) -> int:
 
     sys.path.insert(0, str(ROOT))
     import predict
-    from multilabel import encoder
+    from multilabel import corpus, encoder
 
-    texts, _ = predict.read_texts(args.input)
+    texts, _ = corpus.read_texts(args.input)
     texts = texts[:args.limit] if args.limit else texts
     device = torch.device("cuda" if args.cuda else "cpu")
     t0 = time.perf_counter()
@@ -56,11 +56,11 @@ def worker(args: argparse.Namespace) -> int:
             model = encoder.onnx_session(Path(args.model) / encoder.ONNX_DIR / "model.onnx", torch.get_num_threads())
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         thresholds = np.full(len(labels), float(info["threshold"]), dtype=np.float32)
-        rows = [predict.Row(i, str(i), t) for i, t in enumerate(texts, 1)]
+        rows = [corpus.Row(i, str(i), t) for i, t in enumerate(texts, 1)]
         t1 = time.perf_counter()
         parts = []
         with open(args.scores + ".out", "w", encoding="utf-8") as out:
-            for chunk in predict.chunks(rows, predict.CHUNK_SIZE):
+            for chunk in corpus.chunks(rows, corpus.CHUNK_SIZE):
                 encoded = encoder.encode(tokenizer, [r.text for r in chunk], int(info["max_length"]))
                 got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp)
                 out.write(predict.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))

@@ -4,6 +4,7 @@
     encoder.py     the saved-model convention: load, tokenize, batch by length, score; save; INT8 export
     lengths.py     how long texts are, and how they are read (truncation, windows)
     tables.py      your own tables: CSV, TSV, JSONL, Parquet, one text a line
+    corpus.py      a corpus a chunk at a time: its rows (bad ones carried), the output streamed, resumed, sharded
     outputs.py     what a script writes: checked against what it reads, before any work, and locked for the run
     losses.py      the training losses, one table that bert_model.py's options are made from
     checkpoint.py  where a training run is: checkpoint, resume (exact or refused), disk room, stop signals

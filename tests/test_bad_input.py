@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import data_analysis
 import predict
-from multilabel import files
+from multilabel import corpus, files
 from multilabel.checkpoint import StopSignals
 from multilabel.files import UserError
 
@@ -134,7 +134,7 @@ def test_a_corpus_gives_a_row_for_every_row_and_a_reason_for_every_bad_one(tmp_p
     path = tmp_path / f"corpus{FORMATS[fmt]}"
     path.write_bytes((b"text,id\n" if fmt == "csv" else b"") + content)
     try:
-        rows = list(predict.read_rows(str(path), "auto"))
+        rows = list(corpus.read_rows(str(path), "auto"))
     except UserError as e:  # only a header, or a file that is not UTF-8 text (NUL bytes), is refused; rows are carried
         assert fmt == "csv" or b"\x00" in content, e
         one_line(e, path)
@@ -183,7 +183,7 @@ def test_predict_labels_every_row_of_any_corpus(tmp_path: Path, scorer: Path, fm
         assert code == 1 and capsys.readouterr().err.count("\n") == 1 and not out.exists()
         return
     capsys.readouterr()
-    rows = list(predict.read_rows(str(path), "auto"))
+    rows = list(corpus.read_rows(str(path), "auto"))
     assert code == 0
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [g["line"] for g in got] == [r.line for r in rows] and [g["error"] for g in got] == [r.error for r in rows]

@@ -14,9 +14,8 @@ from helpers import ROOT, write_slice
 
 import bert_model
 import data_analysis
-import predict
 import prepare_data
-from multilabel import files
+from multilabel import corpus, files
 from multilabel.checkpoint import StopSignals
 from multilabel.files import UserError
 
@@ -52,7 +51,7 @@ def test_a_text_over_128_kib_is_a_text(tmp_path: Path) -> None:
     long = "word " * 40_000
     f = write(tmp_path / "x.tsv", files.split_text([long, "short"], [(1,), ()], ["a", "b"]))
     assert files.read_split(f, 28).texts == [long, "short"]
-    assert predict.read_texts(f)[0] == [long, "short"]
+    assert corpus.read_texts(f)[0] == [long, "short"]
 
 
 # ------------------------------------------------------------------------------------ labels, taxonomies
@@ -196,7 +195,7 @@ def test_predict_reads_a_split_as_a_corpus_and_carries_each_bad_row_with_the_sam
     for case, (train, problem) in SPLIT_CASES.items():
         f = tmp_path / "x.tsv"
         f.write_bytes(train.encode("utf-8", errors="surrogateescape"))
-        rows = list(predict.read_rows(str(f), "auto"))
+        rows = list(corpus.read_rows(str(f), "auto"))
         reasons = {row.line: row.error for row in rows if row.error}
         if case in ("empty text", "wrong column count", "bad UTF-8"):
             assert reasons == {2: problem.split(":", 2)[2].strip()}, (case, reasons)
@@ -218,6 +217,6 @@ def test_the_real_data_reads_the_same_in_every_script(goemotions_dir: Path, tmp_
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     data = write_slice(goemotions_dir, tmp_path / "d", {"train": 300, "dev": 10, "test": 10})
     split = files.read_split(data / "train.tsv", 28)
-    assert predict.read_texts(data / "train.tsv") == (split.texts, split.ids)
+    assert corpus.read_texts(data / "train.tsv") == (split.texts, split.ids)
     frame = data_analysis.read_split(data / "train.tsv", 28)
     assert frame["text"].tolist() == split.texts and frame["labels"].tolist() == split.labels

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, write_slice
 
-import predict
 import prepare_data
-from multilabel import encoder, files, lengths
+from multilabel import corpus, encoder, files, lengths
 from multilabel.files import UserError
 
 
@@ -223,7 +222,7 @@ def test_a_text_file_in_another_encoding_is_refused_whole_by_every_reader(case: 
     said = set()
     for fmt in ("lines", "goemotions", "tsv", "csv", "jsonl"):
         with pytest.raises(UserError) as e:
-            list(predict.read_rows(str(path), fmt, text_column="text"))
+            list(corpus.read_rows(str(path), fmt, text_column="text"))
         said.add(str(e.value))
     (message,) = said  # one check, one verdict, whatever the format
     assert message.startswith(str(path)) and problem in message, message
