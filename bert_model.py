@@ -30,7 +30,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from multilabel import checkpoint, encoder, files, identity, lengths, losses, options, outputs, report
-from multilabel.device import Env, all_ranks_finite, hardware, setup
+from multilabel.checkpoint import TrainingState
+from multilabel.device import Env, all_ranks_finite, every_ranks_share, hardware, setup
 from multilabel.files import UserError
 
 GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
@@ -72,10 +73,10 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     if resumable:
         resume(state, resumable, ckpt_path, splits, args, env)
     stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
-    state["progress"], state["started"] = files.progress_path(save_fp), started
-    state["reading"], state["lengths"] = reading, length_report
+    state.progress, state.started = files.progress_path(save_fp), started
+    state.reading, state.lengths = reading, length_report
     if not resumable and env.master:
-        state["progress"].unlink(missing_ok=True)  # a fresh run's evaluations start a fresh file
+        state.progress.unlink(missing_ok=True)  # a fresh run's evaluations start a fresh file
     stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
     if stopped:
         return stopper.requeue(stopped)
@@ -113,6 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "named: GoEmotions' masks " + " ".join(GOEMOTIONS_MASKS))
     p.add_argument("--batch-size", type=options.WHOLE_1, default=16, help="per process (per GPU under torchrun)")
     p.add_argument("--epochs", type=options.WHOLE_1, default=4, help="the paper's 4")
+    add_reading_options(p)
+    p.add_argument("--warmup-ratio", type=options.FRACTION, default=0.1, help="share of all steps spent warming up")
+    p.add_argument("--weight-decay", type=options.NON_NEGATIVE, default=0.01,
+                   help="AdamW decay (not on biases, LayerNorm)")
+    p.add_argument("--max-grad-norm", type=options.POSITIVE, default=1.0, help="gradient clipping")
+    p.add_argument("--seed", type=options.SEED, default=42, help="model init, dropout and data order")
+    p.add_argument("--threshold", type=options.THRESHOLD, default=0.3,
+                   help="a label is predicted when its score > this")
+    p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original",
+                   help="28 emotions, or the paper's Ekman (6 + neutral) or sentiment (3 + neutral) groups")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
+    add_run_options(p)
+    options.describe_ranges(p)
+    for action in p._actions:  # what --resume lets change, and compare_runs.py does not group by
+        if action.dest in files.NO_RESULT and action.option_strings:
+            action.help += " [no effect on results]"
+    return p
+
+
+def add_reading_options(p: argparse.ArgumentParser) -> None:
+    """How a text is read: its length in tokens, and what becomes of a longer one (docs/own-data.md#long-texts)."""
     p.add_argument("--max-length", type=MAX_LENGTH, default="auto",
                    help="tokens a text (a window with --long-texts windows); auto: the paper's 50 for GoEmotions' "
                    "own data, else the training texts' 99th percentile rounded up to a multiple of 8, at most the "
@@ -130,17 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="each",
                    help="windows in training: each window taught every label of its document (as simpletransformers' "
                    "sliding_window; measured better, bench/RESULTS.md), or the loss on each document's pooled logits")
-    p.add_argument("--warmup-ratio", type=options.FRACTION, default=0.1, help="share of all steps spent warming up")
-    p.add_argument("--weight-decay", type=options.NON_NEGATIVE, default=0.01,
-                   help="AdamW decay (not on biases, LayerNorm)")
-    p.add_argument("--max-grad-norm", type=options.POSITIVE, default=1.0, help="gradient clipping")
-    p.add_argument("--seed", type=options.SEED, default=42, help="model init, dropout and data order")
-    p.add_argument("--threshold", type=options.THRESHOLD, default=0.3,
-                   help="a label is predicted when its score > this")
-    p.add_argument("--taxonomy", choices=["original", "ekman", "sentiment"], default="original",
-                   help="28 emotions, or the paper's Ekman (6 + neutral) or sentiment (3 + neutral) groups")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 autocast where the hardware supports it, else fp16 on CUDA, fp32 on CPU")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Evaluation batches, logging, checkpoints, the files written, and --compile."""
     p.add_argument("--eval-batch-size", type=options.WHOLE_1, default=128, help="dev/test batches, sorted by length")
     p.add_argument("--log-every", type=options.WHOLE_1, default=100, help="print the average loss every N batches")
     p.add_argument("--dev-every", type=options.WHOLE_0, default=0, metavar="N",
@@ -160,11 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "off by default until measured (docs/training.md)")
     p.add_argument("--max-train-examples", type=options.WHOLE_1,
                    help="use only the first N training examples (smoke runs)")
-    options.describe_ranges(p)
-    for action in p._actions:  # what --resume lets change, and compare_runs.py does not group by
-        if action.dest in files.NO_RESULT and action.option_strings:
-            action.help += " [no effect on results]"
-    return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -313,7 +324,7 @@ def steps_per_epoch(n_train: int, args: argparse.Namespace, env: Env) -> int:
 
 
 def training_state(args: argparse.Namespace, env: Env, model, new: list[str], train_y: np.ndarray,
-                   data_sha256: dict[str, str] | None = None) -> dict:
+                   data_sha256: dict[str, str] | None = None) -> TrainingState:
     """Everything a checkpoint holds: the model, AdamW, its schedule, the loss scaler, and where the run is.
 
     AdamW, no decay on biases and LayerNorm. The head may learn faster than the pretrained encoder
@@ -334,11 +345,9 @@ def training_state(args: argparse.Namespace, env: Env, model, new: list[str], tr
         init_bias_from_prior(model, new, train_y, env)
     total_steps = steps_per_epoch(len(train_y), args, env) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
-    return {"model": model, "optimizer": optimizer, "scheduler": scheduler,
-            "scaler": torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16"),
-            "epoch": 0, "step": 0, "order": [],  # the next step to take; `order`: this epoch's batches
-            "history": [], "loss_curve": [], "best": {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None},
-            "data_sha256": data_sha256 or {}}  # of the files read, to refuse resuming on other data
+    return TrainingState(model, optimizer, scheduler,
+                                    torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16"),
+                                    data_sha256 or {})
 
 
 def init_bias_from_prior(model, new: list[str], train_y: np.ndarray, env: Env) -> None:
@@ -363,35 +372,35 @@ def distributed(model, args: argparse.Namespace, env: Env):
                                                      gradient_as_bucket_view=True, broadcast_buffers=False)
 
 
-def resume(state: dict, ck: dict, ckpt_path: Path, splits: dict, args: argparse.Namespace, env: Env) -> None:
+def resume(state: TrainingState, ck: dict, ckpt_path: Path, splits: dict, args: argparse.Namespace, env: Env) -> None:
     checkpoint.restore(state, ck, ckpt_path, env)
-    env.log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']} of "
+    env.log(f"resumed from {ckpt_path}: epoch {state.epoch + 1}, step {state.step} of "
             f"{steps_per_epoch(len(splits['train']['y']), args, env)}")
 
 
 # ------------------------------------------------------------------------------------------ the loop
 
 
-def fit(args: argparse.Namespace, env: Env, state: dict, net: torch.nn.Module, splits: dict[str, dict],
+def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.Module, splits: dict[str, dict],
         labels: list[str], pad: int, loss_fn: Callable, stopper: checkpoint.Stopper) -> str | None:
     """Train epoch by epoch from where `state` is; dev macro F1 after each epoch keeps the best weights.
 
     Returns None when done, or where it stopped on a signal (after writing the checkpoint)."""
-    model, optimizer, scheduler, scaler = (state[k] for k in checkpoint.STATEFUL)
+    model, optimizer, scheduler, scaler = (getattr(state, k) for k in checkpoint.STATEFUL)
     train = on_device(splits["train"], pad, env.device)  # once: each batch is gathered there
     steps = steps_per_epoch(len(splits["train"]["y"]), args, env)
     step_loss = training_loss(net, env, loss_fn, args.compile, args.pooling)
     model.train()
     tty = sys.stderr.isatty()
-    for epoch in range(state["epoch"], args.epochs):
+    for epoch in range(state.epoch, args.epochs):
         t_epoch = time.time()
         # The same order on every rank; each global batch is cut into one slice per rank. Resuming mid-epoch
         # continues the interrupted epoch's order, saved in the checkpoint.
-        first = state["step"]
+        first = state.step
         if not first:
-            state["order"] = length_grouped_batches(splits["train"]["lengths"], args.batch_size * env.world,
+            state.order = length_grouped_batches(splits["train"]["lengths"], args.batch_size * env.world,
                                                     args.seed + epoch)
-        batches = rank_batches(state["order"][first:], splits["train"]["width"], env.rank, args.batch_size,
+        batches = rank_batches(state.order[first:], splits["train"]["width"], env.rank, args.batch_size,
                                args.compile, env.device)
         running, epoch_loss = torch.zeros((), device=env.device), torch.zeros((), device=env.device)
         n_logged = n_epoch = 0
@@ -535,7 +544,7 @@ def training_loss(net: torch.nn.Module, env: Env, loss_fn: Callable[[torch.Tenso
     return compiled_loss
 
 
-def log_loss(running: torch.Tensor, n: int, epoch: int, done: int, steps: int, state: dict, scheduler,
+def log_loss(running: torch.Tensor, n: int, epoch: int, done: int, steps: int, state: TrainingState, scheduler,
              args: argparse.Namespace, env: Env) -> None:
     """The average loss since the last logging point: the one host-device sync of the loop."""
     if env.world > 1:
@@ -544,47 +553,47 @@ def log_loss(running: torch.Tensor, n: int, epoch: int, done: int, steps: int, s
     if not math.isfinite(avg):
         raise UserError(f"loss is {avg} at epoch {epoch + 1} step {done}; stopped, the last checkpoint and saved "
                         f"model are kept (try a lower --learning-rate)")
-    state["loss_curve"].append([epoch * steps + done, avg])
+    state.loss_curve.append([epoch * steps + done, avg])
     if done % args.log_every == 0 and env.master:
         tqdm.write(f"epoch {epoch + 1} batch {done}/{steps} loss {avg:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
 
 
-def end_epoch(state: dict, net, splits: dict, labels: list[str], pad: int, epoch: int, epoch_loss: torch.Tensor,
-              n_epoch: int, seconds: float, args: argparse.Namespace, env: Env) -> None:
+def end_epoch(state: TrainingState, net, splits: dict, labels: list[str], pad: int, epoch: int,
+              epoch_loss: torch.Tensor, n_epoch: int, seconds: float, args: argparse.Namespace, env: Env) -> None:
     """Dev macro F1 of the epoch's weights; the best so far are kept."""
     if env.world > 1:
         dist.all_reduce(epoch_loss)
     train_loss = epoch_loss.item() / max(n_epoch, 1) / env.world
     dev_probs, dev_f1 = dev_progress(state, net, splits, labels, pad, epoch, n_epoch, n_epoch, args, env)
-    state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
+    state.history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
                              "epoch_time_s": seconds, "steps": n_epoch})
     env.log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, time {seconds:.1f} s "
             f"({n_epoch * args.batch_size * env.world / seconds:.1f} examples/s)")
-    if dev_f1 > state["best"]["f1"]:
-        state["best"] = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
-                         "state": {k: v.detach().to("cpu", copy=True) for k, v in state["model"].state_dict().items()}}
-    state["order"] = []
+    if dev_f1 > state.best["f1"]:
+        state.best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
+                         "state": {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}}
+    state.order = []
 
 
-def dev_progress(state: dict, net, splits: dict, labels: list[str], pad: int, epoch: int, done: int, steps: int,
-                 args: argparse.Namespace, env: Env) -> tuple[np.ndarray, float]:
+def dev_progress(state: TrainingState, net, splits: dict, labels: list[str], pad: int, epoch: int, done: int,
+                 steps: int, args: argparse.Namespace, env: Env) -> tuple[np.ndarray, float]:
     """Dev scores and macro F1 at --threshold now, appended to SAVE_FP.dev.jsonl: (scores, F1)."""
     dev_probs = evaluate(net, splits["dev"], args, env, pad)
     dev_f1 = report.compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
     if env.master:
         steps_per = steps_per_epoch(len(splits["train"]["y"]), args, env)
-        files.append_progress(state["progress"], {
+        files.append_progress(state.progress, {
             "epoch": epoch + 1, "step": done, "global_step": epoch * steps_per + done,
             "examples": (epoch * steps_per + done) * args.batch_size * env.world, "dev_macro_f1": dev_f1,
-            "seconds": time.time() - state["started"]})
+            "seconds": time.time() - state.started})
         if done < steps:
             env.log(f"epoch {epoch + 1} step {done}/{steps}: dev macro F1 {dev_f1:.4f}")
     return dev_probs, dev_f1
 
 
-def save_checkpoint(state: dict, epoch: int, step: int, stopper: checkpoint.Stopper, args: argparse.Namespace,
+def save_checkpoint(state: TrainingState, epoch: int, step: int, stopper: checkpoint.Stopper, args: argparse.Namespace,
                     env: Env) -> None:
-    state["epoch"], state["step"] = epoch, step
+    state.epoch, state.step = epoch, step
     stopper.last_checkpoint = time.time()
     checkpoint.save(stopper.ckpt_path, state, vars(args), env)
 
@@ -597,59 +606,51 @@ def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> 
                          share=(env.rank, env.world), gather=every_ranks_share if env.world > 1 else None)
 
 
-def every_ranks_share(scores: np.ndarray) -> np.ndarray:
-    """Under DDP: the rows each rank scored (NaN elsewhere), put together on every rank."""
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, scores)
-    for part in parts:
-        scores = np.where(np.isnan(scores), part, scores)
-    return scores
-
-
 # ---------------------------------------------------------------------------------------- test and report
 
 
-def evaluate_on_test(state: dict, net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> np.ndarray:
+def evaluate_on_test(state: TrainingState, net, split: dict, args: argparse.Namespace, env: Env,
+                     pad: int) -> np.ndarray:
     """The best epoch's weights on test."""
-    state["model"].load_state_dict(state["best"]["state"])
+    state.model.load_state_dict(state.best["state"])
     test_probs = evaluate(net, split, args, env, pad)
     if env.world > 1:
         dist.destroy_process_group()
     return test_probs
 
 
-def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits: dict[str, dict], state: dict,
+def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits: dict[str, dict], state: TrainingState,
                   test_probs: np.ndarray, loss_info: dict, command: str, started: float) -> dict:
     """Dev and test, at --threshold and at per-label thresholds tuned on dev: what metrics.json holds."""
-    found = report.results(labels, args.threshold, (splits["dev"]["y"], state["best"]["dev_probs"].numpy()),
+    found = report.results(labels, args.threshold, (splits["dev"]["y"], state.best["dev_probs"].numpy()),
                            (splits["test"]["y"], test_probs))
     run = run_identity(args, state, env.world)
     dataset = files.read_dataset(Path(args.labels).parent)
     paper = files.paper_taxonomy(labels)
     return {
         "labels": labels, "taxonomy": args.taxonomy, "threshold": args.threshold,
-        "thresholds": found.pop("thresholds"), "best_epoch": state["best"]["epoch"], **found,
+        "thresholds": found.pop("thresholds"), "best_epoch": state.best["epoch"], **found,
         "paper_macro_f1": files.PAPER_MACRO_F1.get(paper), "paper_f1": files.PAPER_F1 if paper == "original" else None,
         "dataset": {"name": dataset["name"], "sources": {s["path"]: s["sha256"] for s in dataset["sources"]}}
         if dataset else None,
-        "history": state["history"], "loss_curve": state["loss_curve"], "precision": env.precision,
+        "history": state.history, "loss_curve": state.loss_curve, "precision": env.precision,
         "world_size": env.world, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated(env.device) / 2**20 if args.cuda else None,
         "args": vars(args), "loss": loss_info, "command": command, "hardware": hardware(env),
         "total_time_s": time.time() - started, "data_sha256": {
-            path: state["data_sha256"][role] for role, path in identity.data_paths(vars(args)).items()},
-        "reading": state["reading"].settings(), "lengths": state["lengths"],
+            path: state.data_sha256[role] for role, path in identity.data_paths(vars(args)).items()},
+        "reading": state.reading.settings(), "lengths": state.lengths,
         # what the run is (identity.py), and the experiment it is a seed of: what compare_runs.py groups runs by
         "identity": run, "experiment": identity.key(identity.experiment(run)),
         "settings": identity.experiment(run)["options"],
     }
 
 
-def run_identity(args: argparse.Namespace, state: dict, world: int) -> dict:
+def run_identity(args: argparse.Namespace, state: TrainingState, world: int) -> dict:
     """identity.training_run, with the reading resolved (--max-length auto's length, --long-texts auto's choice)."""
-    reading = state["reading"]
+    reading = state.reading
     options = vars(args) | {"max_length": reading.max_length, "long_texts": reading.long_texts}
-    return identity.training_run(options, state["data_sha256"], world,
+    return identity.training_run(options, state.data_sha256, world,
                                  losses.unused_options(options) | unused_reading(reading))
 
 

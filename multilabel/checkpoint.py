@@ -13,7 +13,9 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,6 +29,29 @@ STATEFUL = ("model", "optimizer", "scheduler", "scaler")  # saved as their state
 SAVED = ("epoch", "step", "order", "history", "loss_curve", "best")
 EXIT_REQUEUE = 99  # stopped on a signal after writing a checkpoint; Grid Engine reruns a job that exits 99
 KEPT = "; the previous checkpoint and model are kept: free some space and rerun with --resume"
+
+
+@dataclass
+class TrainingState:
+    """Where a training run is: what a checkpoint holds (STATEFUL as their state_dict(), SAVED as they are, the data's
+    checksums) and what the run keeps beside it (its dev progress file, its start, how texts are read, their
+    lengths). `epoch` and `step` are the next step to take; `order` is this epoch's batches; `best` the best epoch's
+    dev macro F1, number, dev scores and weights (on the CPU)."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    data_sha256: dict[str, str]
+    epoch: int = 0
+    step: int = 0
+    order: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    loss_curve: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"f1": -1.0, "epoch": None, "state": None, "dev_probs": None})
+    progress: Path | None = None
+    started: float = 0.0
+    reading: Any = None
+    lengths: dict = field(default_factory=dict)
 
 
 def tensor_bytes(obj: object) -> int:
@@ -89,7 +114,7 @@ def check_resumable(path: Path, args: dict, data: dict[str, str], defaults: dict
     return ck
 
 
-def save(path: Path, state: dict, args: dict, env: Env) -> None:
+def save(path: Path, state: TrainingState, args: dict, env: Env) -> None:
     """The state dict and every rank's random number generators, written by rank 0 to a temporary file, flushed, and
     renamed over the previous checkpoint: a kill or a full disk mid-write leaves the previous one."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(env.device) if args["cuda"] else None}
@@ -99,11 +124,11 @@ def save(path: Path, state: dict, args: dict, env: Env) -> None:
         dist.all_gather_object(rngs, rng)
     error = None
     if env.master:
-        saved = {k: state[k] for k in SAVED}
-        if state["step"] == 0 and state["best"]["epoch"] == state["epoch"]:  # the epoch just ended was the best:
-            saved["best"] = {**state["best"], "state": None}  # its weights are the model's, not stored twice
-        ck = {"format": FORMAT, "args": args, "data_sha256": state["data_sha256"], "world": env.world, "rng": rngs,
-              "precision": env.precision, **{k: state[k].state_dict() for k in STATEFUL}, **saved}
+        saved = {k: getattr(state, k) for k in SAVED}
+        if state.step == 0 and state.best["epoch"] == state.epoch:  # the epoch just ended was the best:
+            saved["best"] = {**state.best, "state": None}  # its weights are the model's, not stored twice
+        ck = {"format": FORMAT, "args": args, "data_sha256": state.data_sha256, "world": env.world, "rng": rngs,
+              "precision": env.precision, **{k: getattr(state, k).state_dict() for k in STATEFUL}, **saved}
         try:
             files.atomic_write(path, lambda tmp: torch.save(ck, tmp), "the checkpoint", tensor_bytes(ck), KEPT)
         except UserError as e:
@@ -117,19 +142,20 @@ def save(path: Path, state: dict, args: dict, env: Env) -> None:
         raise error
 
 
-def restore(state: dict, ck: dict, path: Path, env: Env) -> None:
+def restore(state: TrainingState, ck: dict, path: Path, env: Env) -> None:
     """Load a checked checkpoint into the state. A job requeued onto another GPU type may resolve --precision auto
     to another precision: the fp32 weights and AdamW state carry over, the fp16 loss scaler starts afresh."""
     was = ck["precision"]
     for k in STATEFUL:
         if k != "scaler" or env.precision == was == "fp16":
-            state[k].load_state_dict(ck[k])
+            getattr(state, k).load_state_dict(ck[k])
     if was != env.precision:
         env.log(f"{path}: written in {was}, this run is {env.precision} (another GPU type?): the fp32 weights and "
                 f"AdamW state carry on{'; the fp16 loss scaler starts afresh' if env.precision == 'fp16' else ''}")
-    state.update({k: ck[k] for k in SAVED})
-    if state["best"]["epoch"] is not None and state["best"]["state"] is None:  # the best epoch was the last one
-        state["best"]["state"] = {k: v.detach().to("cpu", copy=True) for k, v in state["model"].state_dict().items()}
+    for k in SAVED:
+        setattr(state, k, ck[k])
+    if state.best["epoch"] is not None and state.best["state"] is None:  # the best epoch was the last one
+        state.best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
     torch.set_rng_state(ck["rng"][env.rank]["torch"])
     if env.device.type == "cuda" and ck["rng"][env.rank]["cuda"] is not None:
         torch.cuda.set_rng_state(ck["rng"][env.rank]["cuda"], env.device)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -80,3 +81,12 @@ def hardware(env: Env) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                 if line.startswith("model name")), "CPU") if cpuinfo.exists() else "CPU"
     return f"{cpu}, {env.world} process(es) x {torch.get_num_threads()} thread(s)"
+
+
+def every_ranks_share(scores: np.ndarray) -> np.ndarray:
+    """Under DDP: the rows each rank scored (NaN elsewhere), put together on every rank."""
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, scores)
+    for part in parts:
+        scores = np.where(np.isnan(scores), part, scores)
+    return scores
