@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from multilabel import checkpoint, encoder, files, identity, lengths, losses, options, outputs, report
 from multilabel.checkpoint import TrainingState
-from multilabel.device import Env, all_ranks_finite, every_ranks_share, hardware, setup
+from multilabel.device import Env, all_ranks_finite, distributed, every_ranks_share, hardware, setup
 from multilabel.files import UserError
 
 GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
+ESTIMATE_AFTER = 10  # steps after which the log says how long an epoch will take at their rate
 MAX_LENGTH = options.Range(int, low=lengths.MIN_LENGTH, words=("auto",))  # tokens a text (a window)
 
 
@@ -69,7 +70,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
     env.log(losses.describe(loss_info))
     state = training_state(args, env, model, new, splits["train"]["y"], data_sha256)
-    net = distributed(model, args, env)
+    net = distributed(model, env)
     if resumable:
         resume(state, resumable, ckpt_path, splits, args, env)
     stopper = checkpoint.Stopper(env, args.checkpoint_minutes, ckpt_path, files.requeue_marker(save_fp))
@@ -272,7 +273,7 @@ def tokenize(splits: dict[str, dict], tokenizer, model, args: argparse.Namespace
     for name, s in splits.items():
         s["encoded"] = encoder.encode(tokenizer, s["texts"], reading)
         if name == "train" and args.window_labels == "each" and not s["encoded"].single():  # windows taught alone
-            s["y"], s["encoded"] = each_window_a_text(s["y"], s["encoded"])
+            s["y"], s["encoded"] = s["y"][s["encoded"].owner], s["encoded"].windows_as_texts()
         report_[name] = {**lengths.summary(counts[name]), **lengths.cut_report(counts[name], reading, special)}
         env.log(lengths.summary_line(name, report_[name]) + "; " + lengths.cut_line("read", report_[name]))
         windows_of(s)
@@ -298,12 +299,6 @@ def read_as(args: argparse.Namespace, train_counts: list[int], limit: int | None
         raise UserError("--compile needs batches of fixed shapes: not with --long-texts windows (which auto chooses "
                         "for data that is not GoEmotions': give --long-texts truncate)")
     return reading
-
-
-def each_window_a_text(y: np.ndarray, enc: encoder.Encoded) -> tuple[np.ndarray, encoder.Encoded]:
-    """--window-labels each: every window a training example of its own, with all of its document's labels."""
-    n = len(enc.windows)
-    return y[enc.owner], encoder.Encoded(enc.windows, np.arange(n), [0] * n)
 
 
 def windows_of(split: dict) -> None:
@@ -363,15 +358,6 @@ def init_bias_from_prior(model, new: list[str], train_y: np.ndarray, env: Env) -
         params[out_bias[-1]].copy_(torch.log(prior / (1 - prior)))
 
 
-def distributed(model, args: argparse.Namespace, env: Env):
-    """Under torchrun, DDP with bucket views (no copy of the gradients) and no buffers to broadcast (an encoder has
-    none that training changes); alone, the model itself."""
-    if env.world == 1:
-        return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if args.cuda else None,
-                                                     gradient_as_bucket_view=True, broadcast_buffers=False)
-
-
 def resume(state: TrainingState, ck: dict, ckpt_path: Path, splits: dict, args: argparse.Namespace, env: Env) -> None:
     checkpoint.restore(state, ck, ckpt_path, env)
     env.log(f"resumed from {ckpt_path}: epoch {state.epoch + 1}, step {state.step} of "
@@ -421,6 +407,8 @@ def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.
                 n_logged += 1
                 n_epoch += 1
                 bar.update()
+                if n_epoch == ESTIMATE_AFTER and epoch == state.epoch:  # this process's first steps
+                    say_how_long(time.time() - t_epoch, steps, splits["train"], args, env)
 
                 done = step + 1
                 if done % args.log_every == 0 or done == steps:
@@ -445,6 +433,23 @@ def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.
         if stopper.check()[0] and epoch + 1 < args.epochs:
             return f"after epoch {epoch + 1}"
     return None
+
+
+def say_how_long(seconds: float, steps: int, train: dict, args: argparse.Namespace, env: Env) -> None:
+    """After the first ESTIMATE_AFTER steps: how long an epoch, and the run's epochs, will take at their rate."""
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    rate = seconds / ESTIMATE_AFTER
+    windows = len(train["input_ids"]) if len(train["input_ids"]) != len(train["ids"]) else 0
+    env.log(f"the first {ESTIMATE_AFTER} steps took {seconds:.1f} s: at that rate an epoch of {steps} steps ("
+            f"{len(train['ids'])} training texts{f' read as {windows} windows' if windows else ''}, batch "
+            f"{args.batch_size} x {env.world}) takes about {duration(rate * steps)}, {args.epochs} epoch(s) about "
+            f"{duration(rate * steps * args.epochs)} (dev scoring aside)")
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 50) -> list[list[int]]:
@@ -651,12 +656,7 @@ def run_identity(args: argparse.Namespace, state: TrainingState, world: int) -> 
     reading = state.reading
     options = vars(args) | {"max_length": reading.max_length, "long_texts": reading.long_texts}
     return identity.training_run(options, state.data_sha256, world,
-                                 losses.unused_options(options) | unused_reading(reading))
-
-
-def unused_reading(reading: lengths.Reading) -> set[str]:
-    """The options of windows, where texts are not read in windows (they change nothing there)."""
-    return set() if reading.long_texts == "windows" else {"stride", "max_windows", "pooling", "window_labels"}
+                                 losses.unused_options(options) | reading.unused_options())
 
 
 def save_everything(args: argparse.Namespace, env: Env, metrics: dict, test: dict, test_probs: np.ndarray, model,

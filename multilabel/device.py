@@ -90,3 +90,12 @@ def every_ranks_share(scores: np.ndarray) -> np.ndarray:
     for part in parts:
         scores = np.where(np.isnan(scores), part, scores)
     return scores
+
+
+def distributed(model: torch.nn.Module, env: Env) -> torch.nn.Module:
+    """Under torchrun, DDP with bucket views (no copy of the gradients) and no buffers to broadcast (an encoder has
+    none that training changes); alone, the model itself."""
+    if env.world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda"
+                                                     else None, gradient_as_bucket_view=True, broadcast_buffers=False)

@@ -201,6 +201,11 @@ class Encoded:
         """Every text is one window: scores are the windows' own."""
         return len(self.windows) == self.texts
 
+    def windows_as_texts(self) -> Encoded:
+        """Each window a text of its own (--window-labels each: taught all of its document's labels)."""
+        n = len(self.windows)
+        return Encoded(self.windows, np.arange(n), [0] * n)
+
 
 def encode(tokenizer, texts: list[str], reading: lengths.Reading | int) -> Encoded:
     """Each text tokenized whole and read as `reading` says (a plain int: truncation at that many tokens). A text

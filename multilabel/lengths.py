@@ -51,6 +51,10 @@ class Reading:
         return {"max_length": self.max_length, "long_texts": self.long_texts, "stride": self.stride,
                 "max_windows": self.max_windows, "pooling": self.pooling}
 
+    def unused_options(self) -> set[str]:
+        """bert_model.py's options of windows, where texts are not read in windows (they change nothing there)."""
+        return set() if self.long_texts == "windows" else {"stride", "max_windows", "pooling", "window_labels"}
+
     def overlap(self, room: int) -> int:
         return min(self.stride if self.stride is not None else room // 4, room - 1)
 

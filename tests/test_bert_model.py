@@ -61,6 +61,8 @@ def test_cli_trains_evaluates_and_saves(trained, paper_table4):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert metrics["best_epoch"] == 1 + int(np.argmax([h["dev_macro_f1"] for h in metrics["history"]]))
     assert "Test macro F1" in r.stdout and "time to save" in r.stdout and "peak RSS" in r.stdout
+    assert "the first 10 steps took " in r.stdout and "an epoch of 20 steps (160 training texts, batch 8 x 1) takes " \
+        "about " in r.stdout and "3 epoch(s) about " in r.stdout  # how long, said before the first epoch ends
     # the table: each label's test precision, recall, F1, the paper's F1 (Table 4), tuned F1 and support
     table = printed_table(r.stdout, metrics["labels"])
     assert table["admiration"][3] == "0.65"
