@@ -65,7 +65,7 @@ def metrics(gold: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:
     out["macro"] = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
     TP, PP, S = tp.sum(), pp.sum(), support.sum()  # noqa: N806
     out["micro"] = {"precision": float(ratio(TP, PP)), "recall": float(ratio(TP, S)), "f1": float(f1(TP, PP, S))}
-    w = ratio(support, S) if S else np.zeros_like(p)
-    out["weighted"] = {"precision": float((p * w).sum()), "recall": float((r * w).sum()), "f1": float((f * w).sum())}
+    weighted = [float(np.average(v, weights=support)) if S else 0.0 for v in (p, r, f)]  # as scikit-learn does
+    out["weighted"] = dict(zip(("precision", "recall", "f1"), weighted, strict=True))
     out["exact_match_accuracy"] = float((gold.astype(bool) == predicted.astype(bool)).all(1).mean())
     return out
