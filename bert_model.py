@@ -377,7 +377,7 @@ def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.
     steps = steps_per_epoch(len(splits["train"]["y"]), args, env)
     step_loss = training_loss(net, env, loss_fn, args.compile, args.pooling)
     model.train()
-    tty = sys.stderr.isatty()
+    tty, first_epoch = sys.stderr.isatty(), state.epoch
     for epoch in range(state.epoch, args.epochs):
         t_epoch = time.time()
         # The same order on every rank; each global batch is cut into one slice per rank. Resuming mid-epoch
@@ -407,7 +407,7 @@ def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.
                 n_logged += 1
                 n_epoch += 1
                 bar.update()
-                if n_epoch == ESTIMATE_AFTER and epoch == state.epoch:  # this process's first steps
+                if n_epoch == ESTIMATE_AFTER and epoch == first_epoch:  # this process's first steps
                     say_how_long(time.time() - t_epoch, steps, splits["train"], args, env)
 
                 done = step + 1

@@ -144,7 +144,9 @@ def data_dir(args: argparse.Namespace, study: optuna.Study | None) -> Path:
 
 def data_checksums(folder: Path, fixed: list[str]) -> dict[str, str]:
     """SHA-256 of each data file a trial reads, by role (identity.py: the paths may differ from node to node)."""
-    missing = [name for name in SPLIT_FILES if not (folder / name).is_file()]
+    for name in SPLIT_FILES:
+        files.regular_file(folder / name)  # a pipe: one line, not "file not found"
+    missing = [name for name in SPLIT_FILES if not (folder / name).exists()]
     if missing:
         raise UserError(f"{folder / missing[0]}: file not found (--data needs {', '.join(SPLIT_FILES)})")
     taxonomy = space.fixed_options(fixed).get("taxonomy") or "original"

@@ -63,6 +63,7 @@ def test_cli_trains_evaluates_and_saves(trained, paper_table4):
     assert "Test macro F1" in r.stdout and "time to save" in r.stdout and "peak RSS" in r.stdout
     assert "the first 10 steps took " in r.stdout and "an epoch of 20 steps (160 training texts, batch 8 x 1) takes " \
         "about " in r.stdout and "3 epoch(s) about " in r.stdout  # how long, said before the first epoch ends
+    assert r.stdout.count("the first 10 steps took ") == 1  # once, not every epoch
     # the table: each label's test precision, recall, F1, the paper's F1 (Table 4), tuned F1 and support
     table = printed_table(r.stdout, metrics["labels"])
     assert table["admiration"][3] == "0.65"
@@ -336,7 +337,7 @@ def test_the_head_learns_at_the_head_rate_whatever_the_encoder(arch, minilm, tmp
                               init_bias_from_prior=True, batch_size=4, epochs=1, warmup_ratio=0.0)
     env = Env(0, 1, torch.device("cpu"), "fp32", None, lambda *a, **k: None)
     state = bm.training_state(args, env, model, new, y)
-    lr_of = {id(p): g["lr"] for g in state["optimizer"].param_groups for p in g["params"]}
+    lr_of = {id(p): g["lr"] for g in state.optimizer.param_groups for p in g["params"]}
     for n, p in model.named_parameters():
         assert lr_of[id(p)] == (1e-2 if n.startswith(tuple(head)) else 1e-5), n
     out_bias = dict(model.named_parameters())[[n for n in new if n.endswith("bias")][-1]]
