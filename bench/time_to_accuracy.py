@@ -39,8 +39,9 @@ batches (`group_by_length=True`, spelled `train_sampling_strategy="group_by_leng
 max length 50, AdamW with linear warmup over 10% of the steps and decay, weight decay 0.01, gradient
 clipping at 1.0, seed 42, dev macro F1 at 0.3 after every epoch, `load_best_model_at_end` on it (which
 needs a checkpoint each epoch: `save_strategy="epoch"`, with `save_only_model=True` so that Trainer does not
-also write its optimizer state), eval batch 128 as bert_model.py's, then test macro F1 at 0.3 (sigmoid
-score strictly above 0.3, sklearn's macro F1 with zero_division=0) and `trainer.save_model`.
+also write its optimizer state), eval batch 128 as bert_model.py's, then test macro F1 at 0.3 (the sigmoid
+score strictly above 0.3 and its macro F1: multilabel/decide.py's rule and scoring, bert_model.py's own) and
+`trainer.save_model`. Both runners read the splits with multilabel/files.py's read_split.
 Trainer has no head learning rate and no prior-initialised output bias (bert_model.py's
 --head-learning-rate / --init-bias-from-prior), so its peers take what a Trainer user can: `trainer-1ep`
 the recipe's epochs (1), batch 32 and learning rate 1e-4; `trainer-paper` the paper's settings (4 epochs,
@@ -50,7 +51,6 @@ batch 16, 5e-5), which are also bert_model.py's defaults (the `paper` candidate)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -61,6 +61,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 THIS = Path(__file__).resolve().relative_to(ROOT).as_posix()  # bench/time_to_accuracy.py
+sys.path.insert(0, str(ROOT))
+
+from multilabel import decide, files  # noqa: E402
 
 # ------------------------------------------------------------------------------------- the candidates
 
@@ -81,7 +84,6 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
 DEFAULT_CANDIDATES = ["recipe-1ep", "recipe-1ep-half", "recipe-1ep-third", "recipe-1ep-bs64", "trainer-1ep"]
 TARGETS = [(0.46, 180.0), (0.50, 300.0)]  # (test macro F1 at least, within whole-process seconds)
 THRESHOLD = 0.3
-DATA_FILES = ("train.tsv", "dev.tsv", "test.tsv", "emotions.txt")
 
 
 def option(options: list[str], flag: str) -> str | None:
@@ -112,7 +114,7 @@ def command(name: str, model: Path, data: Path, out: Path, cap: int | None) -> l
     """The candidate's full command line, run from the repository root."""
     runner, options = CANDIDATES[name]
     script = ["bert_model.py"] if runner == "bert_model" else [THIS, "--trainer-worker"]
-    return [sys.executable, *script, *(str(data / f) for f in DATA_FILES), str(out / name / "model"),
+    return [sys.executable, *script, *map(str, files.data_paths(data)), str(out / name / "model"),
             "--transformer-model", str(model), "--metrics-file", str(out / name / "metrics.json"),
             *with_train_cap(options, cap)]
 
@@ -121,16 +123,10 @@ def command(name: str, model: Path, data: Path, out: Path, cap: int | None) -> l
 
 
 def read_split(path: Path, num_labels: int, limit: int | None = None) -> tuple[list[str], list[list[float]]]:
-    """A GoEmotions split (text, comma-separated label ids, id; no header; CSV quoting): texts, multi-hot."""
-    texts, ys = [], []
-    with open(path, encoding="utf-8", newline="") as f:
-        for text, label_field, _ in csv.reader(f, delimiter="\t"):
-            y = [0.0] * num_labels
-            for j in label_field.split(","):
-                y[int(j)] = 1.0
-            texts.append(text)
-            ys.append(y)
-    return (texts[:limit], ys[:limit]) if limit else (texts, ys)
+    """A split as bert_model.py reads it (files.read_split): its texts and multi-hot labels, the first `limit`."""
+    split = files.read_split(path, num_labels)
+    texts, ys = split.texts[:limit or None], files.multi_hot(split.labels[:limit or None], num_labels)
+    return texts, ys.tolist()
 
 
 def trainer_worker(argv: list[str]) -> int:
@@ -154,7 +150,6 @@ def trainer_worker(argv: list[str]) -> int:
     import numpy as np
     import torch
     import transformers
-    from sklearn.metrics import f1_score
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -164,7 +159,7 @@ def trainer_worker(argv: list[str]) -> int:
         TrainingArguments,
     )
 
-    labels = [x for x in args.labels.read_text(encoding="utf-8").split("\n") if x]
+    labels = files.read_labels(args.labels)
     splits = {"train": read_split(args.train, len(labels), args.max_train_examples),
               "dev": read_split(args.dev, len(labels)), "test": read_split(args.test, len(labels))}
     transformers.set_seed(args.seed)  # before the model: the new head's initial weights
@@ -181,10 +176,9 @@ def trainer_worker(argv: list[str]) -> int:
 
     def macro_f1(eval_pred) -> dict[str, float]:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float32)))
-        y_pred = (probs > THRESHOLD).astype(int)
-        return {"macro_f1": float(f1_score(np.asarray(eval_pred.label_ids).astype(int), y_pred, average="macro",
-                                           zero_division=0))}
+        probs = torch.sigmoid(torch.as_tensor(np.asarray(logits, dtype=np.float32))).numpy()  # as encoder.score
+        gold = np.asarray(eval_pred.label_ids) > 0.5
+        return {"macro_f1": decide.macro_f1(gold, decide.decide(probs, THRESHOLD))}
 
     epoch_times: list[float] = []
 
@@ -262,9 +256,9 @@ def child_env(threads: int) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def count_rows(path: Path) -> int:
-    with open(path, encoding="utf-8", newline="") as f:
-        return sum(1 for _ in csv.reader(f, delimiter="\t"))
+def count_rows(path: Path, labels: Path) -> int:
+    """The rows of a split, read by files.read_split (as bert_model.py counts its examples)."""
+    return len(files.read_split(path, len(files.read_labels(labels))).texts)
 
 
 def run_candidate(name: str, cmd: list[str], out: Path, threads: int, train_rows: int) -> dict:
@@ -389,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = list(CANDIDATES) if args.candidates == "all" else [n for n in args.candidates.split(",") if n]
     unknown = [n for n in names if n not in CANDIDATES]
-    missing = [f for f in DATA_FILES if not (args.data / f).is_file()]
+    missing = [p.name for p in files.data_paths(args.data) if not p.is_file()]
     if unknown:
         print(f"error: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
@@ -409,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
           f"per candidate, torch {machine.get('torch')}, transformers {machine.get('transformers')}, bf16 "
           f"{machine.get('bf16')}, load average {machine['load_average_at_start'][0]:.2f}")
     print(f"# command: python {THIS} {shlex.join(argv)}\n# outputs in {out}", flush=True)
-    train_rows = count_rows(data / "train.tsv")
+    try:
+        train_rows = count_rows(files.split_path(data, "train"), data / files.LABELS_FILE)
+    except files.UserError as e:
+        return files.fail(THIS, e)
     summary = {"started": started, "argv": argv, "machine": machine, "out": str(out),
                "targets": [{"test_macro_f1": f1, "within_s": s} for f1, s in TARGETS], "results": []}
     for name in names:

@@ -63,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finish", type=Path, metavar="OUT", help="run the pruned trials to their end here")
     p.add_argument("--workers", type=int, default=2, help="--finish: runs at a time")
     args = p.parse_args(argv)
-    study = tune.open_study(tune.parse_args([args.study]), create=False)
+    try:
+        study = tune.open_study(tune.parse_args([args.study]), create=False)
+    except files.UserError as e:
+        return files.fail("tune_pruning.py", e)
     if args.finish:
         return finish_pruned(study, Path(args.study).resolve(), args.finish.resolve(), args.workers)
-    n_train = len(files.read_lines(Path(study.user_attrs["data"]) / "train.tsv", "the training split"))
+    data = Path(study.user_attrs["data"])  # rows, not lines: a text may hold a line break in its quotes
+    n_train = len(files.read_split(files.split_path(data, "train"), len(files.read_labels(data / files.LABELS_FILE)))
+                  .texts)
     ran = full = 0
     windows = False  # a finished trial ran more steps than its texts make: texts read in several windows
     seconds_done, finished = 0.0, []

@@ -412,6 +412,18 @@ SPLIT_WIDTH = "tab-separated columns (text, labels, id)"
 LABEL_ID = re.compile(r"[0-9]+")
 
 
+def split_path(folder: str | Path, split: str) -> Path:
+    """Where a data folder holds one of SPLITS: FOLDER/SPLIT.tsv."""
+    if split not in SPLITS:
+        raise ValueError(f"no split {split!r}: the splits are {', '.join(SPLITS)}")
+    return Path(folder) / f"{split}.tsv"
+
+
+def data_paths(folder: str | Path) -> list[Path]:
+    """A data folder's splits in SPLITS' order, then its labels file: bert_model.py's first four arguments."""
+    return [*(split_path(folder, s) for s in SPLITS), Path(folder) / LABELS_FILE]
+
+
 @dataclass
 class Split:
     texts: list[str]

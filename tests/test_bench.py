@@ -6,9 +6,11 @@ every step runs, that the contenders see the same examples, and that the outputs
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
+import sys
 
 from helpers import ROOT, cpu_has_bf16, run_script
 
@@ -18,7 +20,7 @@ import bert_model
 def test_gpu_check_tiny_runs_every_step_on_cpu(goemotions_dir, minilm, tmp_path):
     """bench/gpu_check.sh --tiny: environment and imports, the epoch table with the resume across precisions,
     all four throughput contenders, the precision checks."""
-    env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path), "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable}
     env.pop("OUT", None)
     r = subprocess.run(["bash", "bench/gpu_check.sh", "--tiny", str(goemotions_dir)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
@@ -63,7 +65,7 @@ def test_gpu_check_keeps_going_after_a_missing_import(goemotions_dir, minilm, tm
         "        if name == 'matplotlib':\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Hide())\n", encoding="utf-8")
-    env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path / "res"), "PYTHONPATH": str(hide)}
+    env = {**os.environ, "GPU_CHECK_OUT": str(tmp_path / "res"), "PYTHONPATH": str(hide), "PYTHON": sys.executable}
     env.pop("OUT", None)
     r = subprocess.run(["bash", "bench/gpu_check.sh", "--tiny", str(goemotions_dir)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
@@ -181,3 +183,146 @@ def test_pypi_topics_builds_a_dataset_from_a_registry_on_loopback(tmp_path):
     assert (facts["index_packages"], facts["looked_up"], facts["with_summary_and_topic"]) == (7, 7, 4)
     assert (facts["summary_shared_left_out"], facts["rows"], facts["labels_per_row"]) == (2, 2, 1.5)
     assert server.count("pypi/alpha/json") == 2 and server.count("pypi/gone/json") == 1
+
+
+# ------------------------------------------------------------------------ every other bench script, on tiny inputs
+# Each runs on the session's trained tiny model and its data (160/64/64 real rows) or on the tiny random BERT, so
+# that a script that stops working fails CI. bench/cuda_checks.py and bench/gpu_epochs.py run on the CPU in
+# bench/gpu_check.sh --tiny (the first test above); here, their refusal of --device cuda without a GPU.
+
+HIDE_GPU = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+
+
+def shell(script: str, *args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """One of bench/'s shell scripts, with this Python (not .venv's, which a worktree may lack)."""
+    full = {**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+            **HIDE_GPU, **env}
+    return subprocess.run(["bash", f"bench/{script}", *args], cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_int8_variants_reads_as_the_model_and_scores_as_training(trained):
+    """bench/int8_variants.py (a TypeError since Encoded lost len()): the fp32 row's test macro F1 is the one training
+    wrote (the same reading of the texts, the same decision rule and scoring); every variant has its row."""
+    data, run, _ = trained
+    r = run_script("bench/int8_variants.py", run / "model", data, "--threads", "1", env=HIDE_GPU)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line.split(" | ") for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row[0][2:] for row in rows] == ["fp32 (PyTorch)", "per channel, 8 bits (before)",
+                                            "per channel, reduce_range (7 bits)", "per tensor, reduce_range"]
+    test_f1 = json.loads((run / "metrics.json").read_text())["test"]["macro"]["f1"]
+    assert float(rows[0][1]) == round(test_f1, 4) and rows[0][2:4] == ["0.00000", "0.0000"]
+    assert "64 test texts" in r.stdout and "read as 50 tokens: a longer text is cut" in r.stdout
+    assert not (run / "model" / "onnx-int8").exists()  # each variant exported into a temporary folder
+
+
+def test_goemotions_as_own_data_writes_every_shape(trained, tmp_path):
+    data, _, _ = trained
+    r = run_script("bench/goemotions_as_own_data.py", data, tmp_path / "own")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "own" / "goemotions_onehot.csv", encoding="utf-8", newline="") as f:
+        onehot = list(csv.reader(f))
+    labels = (data / "emotions.txt").read_text(encoding="utf-8").split("\n")
+    assert onehot[0] == ["text", "id", "split", *labels] and len(onehot) == 1 + 160 + 64 + 64
+    names = [json.loads(line) for line in (tmp_path / "own" / "goemotions_names.jsonl").read_text().splitlines()]
+    first = (data / "train.tsv").read_text(encoding="utf-8").split("\n")[0].split("\t")
+    assert names[0] == {"text": first[0], "labels": [labels[int(i)] for i in first[1].split(",")], "id": first[2],
+                        "split": "train"}
+    assert [n["split"] for n in names] == ["train"] * 160 + ["dev"] * 64 + ["test"] * 64
+    ekman = (tmp_path / "own" / "ekman_labels.txt").read_text().split()
+    assert ekman[-1] == "neutral" and len(ekman) == 7
+    r = run_script("bench/goemotions_as_own_data.py", tmp_path / "nowhere", tmp_path / "own2")
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "emotions.txt" in r.stderr
+
+
+def test_optimizer_step_and_profile_train_on_a_tiny_bert(tiny_bert, trained):
+    r = run_script("bench/optimizer_step.py", "--model", tiny_bert, "--steps", "1", "--rounds", "1", env=HIDE_GPU)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row[0]: row for row in (line.strip("| ").split(" | ") for line in r.stdout.splitlines()
+                                    if line.startswith("| "))}
+    assert float(rows["AdamW fused=True"][2]) < 1e-5 and "clip_grad_norm_ foreach" in rows
+    data, _, _ = trained
+    r = run_script("bench/profile_train.py", "--model", tiny_bert, "--data", data, "--examples", "32", "--top", "3",
+                   "--bert-model-args", "--precision", "fp32", "--checkpoint-every", "0", env=HIDE_GPU)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| group of operators | self CPU s |" in r.stdout and "| matmuls (linear, bmm, backward) |" in r.stdout
+    assert f"{tiny_bert}, 32 examples, batch 16" in r.stdout
+
+
+def test_long_texts_two_variants_on_a_tiny_bert(tiny_bert, trained, tmp_path):
+    """bench/long_texts.py end to end, small: 16 documents of 2 comments, truncation and windows, one seed; the
+    table, windows against truncation, the short-text check and predict.py's speed."""
+    data, _, _ = trained
+    out = tmp_path / "lt"
+    r = run_script("bench/long_texts.py", out, "--model", tiny_bert, "--data", data, "--seeds", "1", "--variants",
+                   "truncate", "windows-max", "--docs", "16", "8", "8", "--per-doc", "2", "--jobs", "1",
+                   env=HIDE_GPU)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "truncate-seed1: test macro F1" in r.stdout and "windows-max-seed1: test macro F1" in r.stdout
+    assert len((out / "data" / "train.tsv").read_text().splitlines()) == 16
+    assert "- windows-max minus truncate: " in (out / "table.md").read_text()
+    assert "byte-identical predictions" in (out / "short.txt").read_text()  # 64 comments, none over 64 tokens
+    speed = (out / "speed.txt").read_text()
+    assert "- windows (max): " in speed and "- truncate: " in speed
+
+
+def test_tune_pruning_counts_and_finishes_a_pruned_trial(tiny_bert, trained, tmp_path):
+    """A study of two tiny trials, the second pruned; bench/tune_pruning.py's arithmetic, then --finish."""
+    import optuna
+
+    import tune
+
+    data, _, _ = trained
+    study = tmp_path / "study"
+    (tmp_path / "space.txt").write_text("learning-rate log 1e-7 3e-2\nepochs int 1 30\n", encoding="utf-8")
+    argv = [str(study), "--data", str(data), "--space", str(tmp_path / "space.txt"), "--dev-every", "48",
+            "--trials", "2", "--prune-after", "1", "--", "--transformer-model", str(tiny_bert), "--precision", "fp32",
+            "--max-length", "32", "--batch-size", "8", "--warmup-ratio", "0"]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = tune.open_study(tune.parse_args(argv), create=True)
+    s.enqueue_trial({"learning-rate": 1e-7, "epochs": 12})
+    s.enqueue_trial({"learning-rate": 3e-2, "epochs": 12})
+    r = run_script("tune.py", *argv, env=HIDE_GPU)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_script("bench/tune_pruning.py", study)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1].split()[:4] == ["0", "COMPLETE", "240", "240"]  # 12 epochs of 160 rows at batch 8
+    assert lines[2].split()[1:2] == ["PRUNED"] and lines[2].split()[3] == "240"
+    assert lines[3].startswith("all trials: ")
+    r = run_script("bench/tune_pruning.py", study, "--finish", tmp_path / "finish", "--workers", "1", env=HIDE_GPU)
+    assert r.returncode == 0, r.stderr
+    assert "trials' seconds: " in r.stdout and "unpruned (measured; " in r.stdout
+    assert (tmp_path / "finish" / "trials").is_dir()
+    r = run_script("bench/tune_pruning.py", tmp_path / "nowhere")
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "no study here" in r.stderr
+
+
+def test_same_result_and_ab_commits_at_head(tiny_bert, trained):
+    """bench/same_result.sh and bench/ab_commits.sh, HEAD against itself, on the tiny BERT and 32 examples."""
+    data, _, _ = trained
+    env = {"MODEL": str(tiny_bert), "DATA": str(data), "TRAIN_EXAMPLES": "32", "THREADS": "1"}
+    r = shell("same_result.sh", "HEAD", "HEAD", env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "predictions.tsv: byte-identical (65 lines)" in r.stdout
+    assert "metrics.json: options the same; keys that differ (times, host, memory and paths aside): none" in r.stdout
+    r = shell("ab_commits.sh", "HEAD", "HEAD", "1", env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "round 1: old " in r.stdout and "new/old per round: " in r.stdout
+
+
+def test_job_threads_under_grid_engine(sge, tiny_bert, trained):
+    """bench/job_threads.sh: one old and one new job file as Grid Engine jobs, 32 examples of the tiny BERT."""
+    data, _, _ = trained
+    r = shell("job_threads.sh", env={"MODEL": str(tiny_bert), "DATA": str(data), "TRAIN": "32", "REPEATS": "1"},
+              timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "mean examples/s: old " in r.stdout and "new/old" in r.stdout
+
+
+def test_gpu_scripts_refuse_cuda_without_a_gpu_in_one_line(tiny_bert, trained, tmp_path):
+    data, _, _ = trained
+    r = run_script("bench/cuda_checks.py", tiny_bert, data, "--device", "cuda", env=HIDE_GPU)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "sees no GPU" in r.stderr
+    r = run_script("bench/gpu_epochs.py", data, "--model", f"base={tiny_bert}", "--out", tmp_path, env=HIDE_GPU)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "sees no GPU" in r.stderr
