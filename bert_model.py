@@ -67,6 +67,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     model, tokenizer, new = load_model(args, labels, env)
     checkpoint.check_room(save_fp, ckpt_path, model, env)
     pad, reading, length_report = tokenize(splits, tokenizer, model, args, env, labels)
+    encoder.attach_pooling(model, reading)  # --pooling learned: its sharpness, learned with the model
     loss_fn, loss_info = losses.make(args, splits["train"]["y"], labels, env.device)
     env.log(losses.describe(loss_info))
     state = training_state(args, env, model, new, splits["train"]["y"], data_sha256)
@@ -150,7 +151,8 @@ def add_reading_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-windows", type=options.WHOLE_1, default=8,
                    help="windows: at most this many a text; the rest unread")
     p.add_argument("--pooling", choices=lengths.POOLINGS, default="max", help="windows: how a text's windows' logits "
-                   "become its own (in training, the loss is taken on them)")
+                   "become its own (in training, the loss is taken on them); learned: a sharpness per label, from "
+                   "min through the mean to max, learned with --window-labels pooled (docs/own-data.md)")
     p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="each",
                    help="windows in training: each window taught every label of its document (as simpletransformers' "
                    "sliding_window; measured better, bench/RESULTS.md), or the loss on each document's pooled logits")
@@ -294,10 +296,7 @@ def read_as(args: argparse.Namespace, train_counts: list[int], limit: int | None
         length = lengths.GOEMOTIONS_LENGTH if goemotions else lengths.auto_length(train_counts, limit)
     long_texts = args.long_texts if args.long_texts != "auto" else "truncate" if goemotions else "windows"
     reading = lengths.Reading(length, long_texts, args.stride, args.max_windows, args.pooling)
-    lengths.check(reading, limit)
-    if args.compile and long_texts == "windows":
-        raise UserError("--compile needs batches of fixed shapes: not with --long-texts windows (which auto chooses "
-                        "for data that is not GoEmotions': give --long-texts truncate)")
+    lengths.check(reading, limit, args.window_labels, args.compile)
     return reading
 
 
@@ -324,17 +323,19 @@ def training_state(args: argparse.Namespace, env: Env, model, new: list[str], tr
 
     AdamW, no decay on biases and LayerNorm. The head may learn faster than the pretrained encoder
     (--head-learning-rate): what loading initialised afresh, and BERT's pooler that feeds the classifier
-    (pretrained for next-sentence prediction, if at all, not for this task)."""
+    (pretrained for next-sentence prediction, if at all, not for this task). --pooling learned's sharpness at its
+    own rate (encoder.POOLING_LEARNING_RATE)."""
     from transformers import get_linear_schedule_with_warmup
 
-    head_lr = args.head_learning_rate or args.learning_rate
-    groups: dict[tuple[bool, bool], list] = {}
+    rates = {"encoder": args.learning_rate, "head": args.head_learning_rate or args.learning_rate,
+             "pooling": encoder.POOLING_LEARNING_RATE}
+    groups: dict[tuple[bool, str], list] = {}
     for n, p in model.named_parameters():
-        is_head = n in new or n.startswith("pooler.") or ".pooler." in n
-        groups.setdefault((p.ndim >= 2, is_head), []).append(p)
+        head = n in new or n.startswith("pooler.") or ".pooler." in n
+        rate = "pooling" if n.startswith(encoder.POOLING_MODULE + ".") else "head" if head else "encoder"
+        groups.setdefault((p.ndim >= 2, rate), []).append(p)
     optimizer = torch.optim.AdamW([{"params": ps, "weight_decay": args.weight_decay if decay else 0.0,
-                                    "lr": head_lr if head else args.learning_rate}
-                                   for (decay, head), ps in groups.items()],
+                                    "lr": rates[rate]} for (decay, rate), ps in groups.items()],
                                   lr=args.learning_rate, fused=True)  # one kernel, on CPUs as on GPUs
     if args.init_bias_from_prior:
         init_bias_from_prior(model, new, train_y, env)
@@ -375,7 +376,7 @@ def fit(args: argparse.Namespace, env: Env, state: TrainingState, net: torch.nn.
     model, optimizer, scheduler, scaler = (getattr(state, k) for k in checkpoint.STATEFUL)
     train = on_device(splits["train"], pad, env.device)  # once: each batch is gathered there
     steps = steps_per_epoch(len(splits["train"]["y"]), args, env)
-    step_loss = training_loss(net, env, loss_fn, args.compile, args.pooling)
+    step_loss = training_loss(net, env, loss_fn, args.compile, encoder.pooling_of(model, args.pooling))
     model.train()
     tty, first_epoch = sys.stderr.isatty(), state.epoch
     for epoch in range(state.epoch, args.epochs):
@@ -523,7 +524,7 @@ def rank_batches(order: list[list[int]], lengths: list[int], rank: int, batch_si
 
 
 def training_loss(net: torch.nn.Module, env: Env, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  compile_it: bool, pooling: str = "max") -> Callable[..., torch.Tensor]:
+                  compile_it: bool, pooling: str | torch.Tensor = "max") -> Callable[..., torch.Tensor]:
     """The forward and loss of one batch: the mean over its labels and its real rows (weight 1; padding rows weigh
     0), in fp32. --compile: torch.compile'd (CUDA graphs on one GPU; the default mode under DDP, where CUDA graphs
     are known to break, and on a CPU)."""
@@ -607,7 +608,8 @@ def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> 
     """Scores for a whole split through predict.py's path (encoder.score), each text's windows pooled; under DDP
     each rank scores its share of the batches and all assemble them."""
     model = net.module if env.world > 1 else net
-    return encoder.score(model, split["encoded"], args.eval_batch_size, pad, env.device, env.amp_dtype, args.pooling,
+    return encoder.score(model, split["encoded"], args.eval_batch_size, pad, env.device, env.amp_dtype,
+                         encoder.pooling_of(model, args.pooling),
                          share=(env.rank, env.world), gather=every_ranks_share if env.world > 1 else None)
 
 
@@ -644,7 +646,7 @@ def final_metrics(args: argparse.Namespace, env: Env, labels: list[str], splits:
         "args": vars(args), "loss": loss_info, "command": command, "hardware": hardware(env),
         "total_time_s": time.time() - started, "data_sha256": {
             path: state.data_sha256[role] for role, path in identity.data_paths(vars(args)).items()},
-        "reading": state.reading.settings(), "lengths": state.lengths,
+        "reading": encoder.trained_reading(state.model, state.reading).settings(), "lengths": state.lengths,
         # what the run is (identity.py), and the experiment it is a seed of: what compare_runs.py groups runs by
         "identity": run, "experiment": identity.key(identity.experiment(run)),
         "settings": identity.experiment(run)["options"],

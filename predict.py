@@ -167,7 +167,7 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     for chunk in span.chunks(rows_of(args), out.chunks_done):
         encoded = encoder.encode(tokenizer, [r.text for r in chunk if not r.error], reading)
         scores = encoder.score(scorer, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
-                               reading.pooling)
+                               reading.pooled_by)
         note_capped(chunk, encoded, reading)
         out.write(format_chunk(chunk, scores, labels, thresholds, top_k, fmt, args.at_least_one), chunk)
         progress.update(len(chunk))

@@ -10,6 +10,7 @@ training's own dev and test evaluation did, through score() below.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,6 +33,11 @@ ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, insid
 # 7 bits (reduce_range): ONNX Runtime's U8S8 kernels on x86 CPUs without VNNI add pairs of u8 x s8 products in int16
 # (VPMADDUBSW), which 8-bit weights can saturate; with 7 bits no pair can, so the scores are the same on every CPU.
 INT8_QUANTIZATION = {"per_channel": True, "reduce_range": True}
+POOLING_MODULE = "window_pooling"  # --pooling learned: the sharpness, a part of the model while it trains
+NEAR_MEAN = 1e-6  # soft_pool: a sharpness this close to 0 pools by the mean's limit
+# AdamW's peak rate for the sharpness (in 1/logit; no weight decay), on the run's warmup and decay: its own, since the
+# sharpness must travel a few units in a few hundred steps, whatever rate suits the encoder and its head
+POOLING_LEARNING_RATE = 0.03
 
 
 @contextmanager
@@ -156,7 +162,9 @@ def save(model, tokenizer, save_fp: Path, settings: dict, card: str) -> None:
     needed = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     with files.atomic_folder(save_fp, "the model", needed, "; the previous checkpoint and model are kept") as tmp, \
             quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
+        # --pooling learned's sharpness goes into goemotions.json (settings), not among the encoder's weights
+        weights = {k: v for k, v in model.state_dict().items() if not k.startswith(POOLING_MODULE + ".")}
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         written = sorted([p.name for p in tmp.iterdir()] + [files.MODEL_SETTINGS])
@@ -313,12 +321,16 @@ def window_logits(model, windows: list[list[int]], batch_size: int, pad_token: i
     return out
 
 
-def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, pooling: str) -> torch.Tensor:
-    """Each text's logits from its windows' (texts x labels): max, mean, or log-sum-exp (a smooth max, at most
-    log(windows) above it). A text of one window keeps that window's logits exactly. Differentiable: training
-    takes the loss on these."""
+def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int,
+         pooling: str | torch.Tensor | tuple[float, ...]) -> torch.Tensor:
+    """Each text's logits from its windows' (texts x labels): max, mean, log-sum-exp (a smooth max, at most
+    log(windows) above it), or with a sharpness per label (--pooling learned: a tensor, or the saved tuple) their
+    soft_pool. A text of one window keeps that window's logits exactly. Differentiable: training takes the loss on
+    these (and learns the sharpness from it)."""
     if len(owner) == texts:
         return logits
+    if not isinstance(pooling, str):
+        return soft_pool(logits, owner, texts, torch.as_tensor(pooling, device=logits.device))
     index = owner[:, None].expand_as(logits)
     top = torch.full((texts, logits.shape[1]), -torch.inf, dtype=logits.dtype, device=logits.device)
     top = top.scatter_reduce(0, index, logits, "amax", include_self=True)
@@ -332,8 +344,60 @@ def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, pooling: str) ->
     return shift + torch.log(total)
 
 
+def soft_pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, sharpness: torch.Tensor) -> torch.Tensor:
+    """(1/b) log mean_w exp(b x_w) per text and label, b the label's sharpness: max as b -> +inf, the mean at b = 0,
+    min as b -> -inf. In float64, shifted by the windows' max where b > 0 and their min where b < 0 (no exp
+    overflows, and a text of one window keeps its logit exactly); for |b| < NEAR_MEAN, the limit's first terms (the
+    mean plus b/2 times the windows' variance), so that b can cross 0 with a gradient."""
+    x = logits.double()
+    b = sharpness.double()[None, :].expand(texts, -1)
+    index = owner[:, None].expand_as(x)
+    zeros = x.new_zeros((texts, x.shape[1]))
+    count = torch.bincount(owner, minlength=texts).to(x.dtype)[:, None]
+    top = torch.full_like(zeros, -torch.inf).scatter_reduce(0, index, x, "amax")
+    low = torch.full_like(zeros, torch.inf).scatter_reduce(0, index, x, "amin")
+    shift = torch.where(b > 0, top, low).detach()
+    near = b.abs() < NEAR_MEAN
+    safe = torch.where(near, torch.full_like(b, NEAR_MEAN), b)
+    exact = shift + torch.log(zeros.index_add(0, owner, torch.exp(safe[owner] * (x - shift[owner]))) / count) / safe
+    mean = zeros.index_add(0, owner, x) / count
+    spread = zeros.index_add(0, owner, (x - mean[owner]) ** 2) / count
+    return torch.where(near, mean + b / 2 * spread, exact).to(logits.dtype)
+
+
+class WindowPooling(torch.nn.Module):
+    """--pooling learned: each label's sharpness b (soft_pool), starting at 0 (the mean). A part of the model while it
+    trains (so in its state_dict: checkpoints and the best epoch's weights hold it); saved in goemotions.json."""
+
+    def __init__(self, labels: int) -> None:
+        super().__init__()
+        self.sharpness = torch.nn.Parameter(torch.zeros(labels))
+
+
+def attach_pooling(model, reading: lengths.Reading) -> None:
+    """--pooling learned with windows: a WindowPooling added to the model, before its optimizer is made (it learns
+    at POOLING_LEARNING_RATE)."""
+    if reading.long_texts == "windows" and reading.pooling == "learned":
+        model.add_module(POOLING_MODULE, WindowPooling(model.config.num_labels).to(model.device))
+
+
+def pooling_of(model, pooling: str) -> str | torch.Tensor:
+    """What pool() takes: the model's own learned sharpness (the parameter itself: training moves it), or the name."""
+    module = getattr(model, POOLING_MODULE, None)
+    return module.sharpness if module is not None and pooling == "learned" else pooling
+
+
+def trained_reading(model, reading: lengths.Reading) -> lengths.Reading:
+    """The reading with what the model learned (--pooling learned's sharpness), to save with it."""
+    module = getattr(model, POOLING_MODULE, None)
+    if module is None:
+        return reading
+    return dataclasses.replace(reading, sharpness=tuple(module.sharpness.detach().cpu().tolist()))
+
+
 def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token: int,
-          device: torch.device | None = None, amp_dtype: torch.dtype | None = None, pooling: str = "max",
+          device: torch.device | None = None, amp_dtype: torch.dtype | None = None,
+          pooling: str | torch.Tensor | tuple[float, ...] = "max",
           share: tuple[int, int] = (0, 1), gather: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Sigmoid scores (texts x labels, float32) in the texts' order: every window scored (window_logits), pooled
     per text. (A plain list: one window a text.) With share, only this process's share of the windows is scored
@@ -345,8 +409,11 @@ def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token:
     return out if single else probabilities(out, encoded, pooling)
 
 
-def probabilities(logits: np.ndarray, encoded: Encoded, pooling: str) -> np.ndarray:
-    pooled = pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), encoded.texts, pooling)
+def probabilities(logits: np.ndarray, encoded: Encoded, pooling: str | torch.Tensor | tuple[float, ...]) -> np.ndarray:
+    if isinstance(pooling, torch.Tensor):
+        pooling = pooling.detach().cpu()
+    with torch.no_grad():
+        pooled = pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), encoded.texts, pooling)
     return torch.sigmoid(pooled).numpy()
 
 

@@ -8,6 +8,10 @@ A text over the length is read one of three ways (bert_model.py --long-texts, sa
                 for text classification?")
     windows     all of it, in windows of max_length tokens overlapping by --stride, at most --max-windows; the
                 text's logits are pooled over its windows (--pooling), in training and in prediction alike
+
+--pooling learned: a sharpness b per label, learned with the model (--window-labels pooled) and saved with it, pools a
+text's windows' logits x as (1/b) log mean exp(b x): max as b -> +inf (a label evidenced in one passage), the mean at
+b = 0, min as b -> -inf (a label that means no such passage anywhere: any one window that has it says no).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from multilabel import files
 from multilabel.files import UserError
 
 LONG_TEXTS = ("truncate", "head-tail", "windows")
-POOLINGS = ("max", "logsumexp", "mean")
+POOLINGS = ("max", "logsumexp", "mean", "learned")
 WINDOW_LABELS = ("pooled", "each")
 REPORTED = (50, 128, 256, 512)  # the share of texts over each of these lengths
 MIN_LENGTH = 8  # the fewest tokens a text (a window) is read in: --max-length
@@ -40,16 +44,29 @@ class Reading:
     stride: int | None = None     # windows: tokens two consecutive windows share (default: a quarter of a window)
     max_windows: int = 8          # windows: at most this many a text; the rest of a longer one is not read
     pooling: str = "max"
+    sharpness: tuple[float, ...] | None = None  # --pooling learned: each label's b, once trained
 
     @classmethod
     def of(cls, settings: dict) -> Reading:
         """From a model's goemotions.json or bert_model.py's options (a model saved before these: truncation)."""
+        sharpness = settings.get("sharpness")
         return cls(int(settings["max_length"]), settings.get("long_texts", "truncate"), settings.get("stride"),
-                   int(settings.get("max_windows", 8)), settings.get("pooling", "max"))
+                   int(settings.get("max_windows", 8)), settings.get("pooling", "max"),
+                   tuple(map(float, sharpness)) if sharpness is not None else None)
 
     def settings(self) -> dict:
+        learned = {"sharpness": list(self.sharpness)} if self.sharpness is not None else {}
         return {"max_length": self.max_length, "long_texts": self.long_texts, "stride": self.stride,
-                "max_windows": self.max_windows, "pooling": self.pooling}
+                "max_windows": self.max_windows, "pooling": self.pooling, **learned}
+
+    @property
+    def pooled_by(self) -> str | tuple[float, ...]:
+        """What encoder.score pools with: a pooling's name, or the learned sharpness of each label."""
+        if self.pooling == "learned" and self.long_texts == "windows":
+            if self.sharpness is None:
+                raise UserError("--pooling learned: no sharpness saved with the model (goemotions.json)")
+            return self.sharpness
+        return self.pooling
 
     def unused_options(self) -> set[str]:
         """bert_model.py's options of windows, where texts are not read in windows (they change nothing there)."""
@@ -67,14 +84,16 @@ class Reading:
     def describe(self) -> str:
         if self.long_texts == "windows":
             stride = f"{self.stride} tokens" if self.stride is not None else "a quarter of a window"
+            pooling = "a sharpness learned per label" if self.pooling == "learned" else self.pooling
             return (f"{self.max_length} tokens a window, overlapping by {stride}, at most {self.max_windows} windows a "
-                    f"text, logits pooled by {self.pooling}")
+                    f"text, logits pooled by {pooling}")
         if self.long_texts == "head-tail":
             return f"{self.max_length} tokens: a longer text's first quarter and last three quarters of them"
         return f"{self.max_length} tokens: a longer text is cut"
 
 
-def check(reading: Reading, model_limit: int | None) -> None:
+def check(reading: Reading, model_limit: int | None, window_labels: str = "pooled", compiled: bool = False) -> None:
+    """bert_model.py's reading options, against each other and the model."""
     if reading.max_length < MIN_LENGTH:  # auto with a model that reads fewer (--max-length N is checked by its parser)
         raise UserError(f"--max-length {reading.max_length}: at least {MIN_LENGTH} tokens")
     if model_limit and reading.max_length > model_limit:
@@ -82,6 +101,12 @@ def check(reading: Reading, model_limit: int | None) -> None:
                         f"--long-texts windows to read longer texts whole")
     if reading.stride is not None and not 0 <= reading.stride < reading.max_length // 2:
         raise UserError(f"--stride {reading.stride}: from 0 to less than half of --max-length ({reading.max_length})")
+    if compiled and reading.long_texts == "windows":
+        raise UserError("--compile needs batches of fixed shapes: not with --long-texts windows (which auto chooses "
+                        "for data that is not GoEmotions': give --long-texts truncate)")
+    if reading.long_texts == "windows" and reading.pooling == "learned" and window_labels != "pooled":
+        raise UserError("--pooling learned is learned from the loss on each document's pooled logits: give "
+                        "--window-labels pooled")
 
 
 def model_limit(tokenizer, config=None) -> int | None:

@@ -42,6 +42,31 @@ def planted_data(folder: Path, n: dict[str, int], at: int, length: int, seed: in
     return folder
 
 
+def marker_data(folder: Path, n: dict[str, int], seed: int = 0, words: int = 120, block: int = 8) -> Path:
+    """Issue 33's documents, small: `words` filler words (5 windows of 32 tokens); every other one has `block` zebras
+    in a row somewhere after its first window. Label 0 `marker` (they are there: evidence in one passage), label 1
+    `other` (they are not: an absence label, as GoEmotions' neutral). (bench/long_text_pooling.py's data.)"""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in n.items():
+        texts, labels = [], []
+        for i in range(count):
+            text = [rng.choice(FILLER) for _ in range(words)]
+            if i % 2 == 0:
+                at = rng.randrange(30, words - block + 1)
+                text[at:at + block] = ["zebra"] * block
+            texts.append(" ".join(text))
+            labels.append((0,) if i % 2 == 0 else (1,))
+        ids = [f"{split}{i}" for i in range(count)]
+        files.atomic_write(folder / f"{split}.tsv", files.split_text(texts, labels, ids))
+    files.atomic_write(folder / "emotions.txt", "marker\nother")
+    return folder
+
+
+MARKER_RUN = ("--batch-size", "8", "--learning-rate", "1e-3", "--head-learning-rate", "1e-3", "--precision", "fp32",
+              "--max-length", "32", "--long-texts", "windows", "--epochs", "12", "--seed", "1")
+
+
 @pytest.fixture(scope="module")
 def tiny_512(minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT that reads up to 512 tokens."""
@@ -209,6 +234,8 @@ def test_predict_shards_and_a_5_mb_text_with_windows(tiny_bert, goemotions_dir, 
     (("--max-windows", "0", "--long-texts", "windows"), "argument --max-windows: '0' is not a whole number >= 1"),
     (("--max-length", "many"), "argument --max-length: 'many' is not a whole number >= 8, or auto"),
     (("--compile", "--long-texts", "windows"), "--compile needs batches of fixed shapes"),
+    (("--long-texts", "windows", "--pooling", "learned"), "--pooling learned is learned from the loss on each "
+     "document's pooled logits: give --window-labels pooled"),
 ])
 def test_bad_length_options_are_one_line(small_data, tiny_bert, tmp_path, option, message):
     r = run_script(*train_args(small_data, tmp_path / "m", tiny_bert, *option))
@@ -231,3 +258,89 @@ def test_data_analysis_and_prepare_data_report_token_lengths(minilm, tmp_path):
     missing = run_script("prepare_data.py", tmp_path / "mine.csv", tmp_path / "out2",
                          env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")})
     assert missing.returncode == 0 and "lengths in tokens not reported" in missing.stderr, missing.stderr
+
+
+def per_label_f1(metrics: Path) -> dict[str, float]:
+    return {k: v["f1"] for k, v in json.loads(metrics.read_text())["test"]["per_label"].items()}
+
+
+def test_learned_pooling_learns_a_presence_and_an_absence_label_where_the_defaults_cannot(tiny_bert, tmp_path):
+    # issue 33: `marker` is evidenced in one passage, `other` means no such passage anywhere
+    data = marker_data(tmp_path / "data", {"train": 160, "dev": 40, "test": 80})
+    learned = run_script(*train_args(data, tmp_path / "learned", tiny_bert, *MARKER_RUN, "--window-labels", "pooled",
+                                     "--pooling", "learned", "--metrics-file", tmp_path / "learned.json",
+                                     "--predictions-file", tmp_path / "learned.tsv"))
+    assert learned.returncode == 0, learned.stderr[-2000:]
+    assert "logits pooled by a sharpness learned per label" in learned.stdout + learned.stderr
+    f1 = per_label_f1(tmp_path / "learned.json")
+    assert f1["marker"] >= 0.9 and f1["other"] >= 0.9, f1
+    sharpness = json.loads((tmp_path / "learned" / files.MODEL_SETTINGS).read_text())["sharpness"]
+    assert sharpness[0] > 1 and sharpness[1] < -1, sharpness  # max-like for the presence, min-like for the absence
+    # the defaults (each window taught its document's labels, max pooling): a window without the marker learns the
+    # base rate of both labels, over 0.3, and max pooling takes it for every document: `other` everywhere
+    default = run_script(*train_args(data, tmp_path / "default", tiny_bert, *MARKER_RUN, "--metrics-file",
+                                     tmp_path / "default.json"))
+    assert default.returncode == 0, default.stderr[-2000:]
+    assert per_label_f1(tmp_path / "default.json")["other"] <= 0.7
+    # predict.py reads the sharpness saved with the model: its scores are training's own evaluation's
+    out = run_script("predict.py", tmp_path / "learned", "--input", data / "test.tsv", "--output", tmp_path / "o.tsv")
+    assert out.returncode == 0, out.stderr
+    mine = {r[0]: r[3:] for r in (x.split("\t") for x in (tmp_path / "learned.tsv").read_text().splitlines()[1:])}
+    theirs = {r[0]: r[4:] for r in (x.split("\t") for x in (tmp_path / "o.tsv").read_text().splitlines()[1:])}
+    assert mine == theirs and len(mine) == 80
+    model, tokenizer, settings = encoder.load(tmp_path / "learned", torch.device("cpu"))
+    reading = lengths.Reading.of(settings)
+    texts = files.read_split(data / "test.tsv", 2).texts
+    again = encoder.score(model, encoder.encode(tokenizer, texts, reading), 16, 0, pooling=reading.pooled_by)
+    np.testing.assert_allclose(again, [[float(v) for v in mine[f"test{i}"]] for i in range(80)], atol=1e-6)
+
+
+def test_learned_pooling_spans_min_mean_and_max_and_keeps_a_lone_windows_logits():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0], [3.0, 0.5], [-2.0, 4.0], [0.5, 0.5]])
+    owner = torch.tensor([0, 0, 1, 2, 2])
+    far = encoder.pool(logits, owner, 3, torch.tensor([200.0, -200.0]))
+    assert torch.allclose(far[[0, 2]], torch.tensor([[1.0, -1.0], [0.5, 0.5]]), atol=0.01)  # max, and min
+    assert (far[1] == logits[2]).all()  # a text of one window keeps its logits exactly
+    for b in (0.0, 1e-7, -1e-7):  # at 0, and either side of it, the mean
+        mean = encoder.pool(logits, owner, 3, torch.tensor([b, b]))
+        assert torch.allclose(mean[[0, 2]], torch.tensor([[0.5, 0.5], [-0.75, 2.25]]), atol=1e-5)
+        assert (mean[1] == logits[2]).all()
+    for b in ((0.7, -1.3), (1e-8, 30.0)):  # saved as a tuple: the same as the tensor
+        pooled = encoder.pool(logits, owner, 3, b)
+        assert (pooled[1] == logits[2]).all() and torch.equal(pooled, encoder.pool(logits, owner, 3, torch.tensor(b)))
+        assert (pooled[[0, 2]] >= logits[[0, 3]].minimum(logits[[1, 4]]) - 1e-6).all()
+    # the sharpness learns from the loss, through 0: a label wanted higher sharpens towards the max
+    b = torch.zeros(2, requires_grad=True)
+    encoder.pool(logits, owner, 3, b).sum().backward()
+    assert (b.grad > 0).all()
+    reading = lengths.Reading(32, "windows", None, 8, "learned", (2.5, -1.25))
+    assert lengths.Reading.of(json.loads(json.dumps(reading.settings()))) == reading
+    assert reading.pooled_by == (2.5, -1.25)
+    assert lengths.Reading(32, "truncate", pooling="learned").pooled_by == "learned"  # not read in windows
+
+
+def test_learned_pooling_resumes_byte_identically(tiny_bert, tmp_path):
+    data = marker_data(tmp_path / "data", {"train": 48, "dev": 16, "test": 16})
+    args = ("--epochs", "2", "--batch-size", "4", "--precision", "fp32", "--max-length", "32", "--long-texts",
+            "windows", "--window-labels", "pooled", "--pooling", "learned", "--log-every", "3",
+            "--checkpoint-minutes", "1000")
+    whole = run_script(*train_args(data, tmp_path / "a" / "model", tiny_bert, *args, "--predictions-file",
+                                   tmp_path / "a" / "p.tsv"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cmd = train_args(data, tmp_path / "b" / "model", tiny_bert, *args, "--predictions-file", tmp_path / "b" / "p.tsv",
+                     "--resume")
+    proc = start(cmd)
+    out, err = stop_when(proc, "epoch 1 batch 6/", signal.SIGTERM)
+    assert proc.returncode == 99, err[-2000:]
+    again = run_script(*cmd)
+    assert again.returncode == 0 and "resumed from" in again.stdout + again.stderr, again.stderr[-2000:]
+    assert (tmp_path / "a" / "p.tsv").read_bytes() == (tmp_path / "b" / "p.tsv").read_bytes()
+    saved = [json.loads((tmp_path / k / "model" / files.MODEL_SETTINGS).read_text())["sharpness"] for k in "ab"]
+    assert saved[0] == saved[1] and saved[0] != [0.0, 0.0]
+
+
+def test_long_text_pooling_bench_smoke(minilm, tmp_path):
+    r = run_script("bench/long_text_pooling.py", tmp_path, "--smoke", "--tokenizer", minilm)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = (tmp_path / "table.md").read_text().splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| each | max |") and rows[3].startswith("| pooled | learned |")
