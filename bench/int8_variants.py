@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'yes' if flags & {'avx512_vnni', 'avx_vnni'} else 'no'}), {args.threads} thread(s), "
           f"{len(split.texts)} test texts, threshold {settings['threshold']}, read as {reading.describe()}\n")
     t0 = time.perf_counter()
-    reference = encoder.score(model, encoded, args.batch_size, pad, pooling=reading.pooling)
+    reference = encoder.score(model, encoded, args.batch_size, pad, pooling=reading.pooled_by)
     rates = {"fp32 (PyTorch)": encoded.texts / (time.perf_counter() - t0)}
     scores = {"fp32 (PyTorch)": reference}
     for name, options in VARIANTS.items():
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             path, _ = encoder.export_int8(model, args.model, options, folder=Path(tmp) / "int8")
             session = encoder.onnx_session(path, args.threads)
             t0 = time.perf_counter()
-            scores[name] = encoder.score(session, encoded, args.batch_size, pad, pooling=reading.pooling)
+            scores[name] = encoder.score(session, encoded, args.batch_size, pad, pooling=reading.pooled_by)
             rates[name] = encoded.texts / (time.perf_counter() - t0)
     print("| variant | test macro F1 | mean abs diff | max abs diff | decisions flipped | texts/s |")
     print("|---|---|---|---|---|---|")

@@ -69,7 +69,7 @@ def worker(args: argparse.Namespace) -> int:
             for chunk in corpus.chunks(rows, corpus.CHUNK_SIZE):
                 encoded = encoder.encode(tokenizer, [r.text for r in chunk], reading)
                 got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
-                                    reading.pooling)
+                                    reading.pooled_by)
                 out.write(predict.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))
                 parts.append(got)
         scores = np.concatenate(parts)
