@@ -245,12 +245,20 @@ def lock_path(path: Path) -> Path:
 
 
 def read_lock(path: Path) -> dict | None:
-    """A lock's content; None where there is none; {} for a file that is not one of ours (or written half)."""
+    """A lock's content; None where there is none; {} for a file that is not one of ours. An empty one is a lock whose
+    run was killed between making it and writing it (or is writing it now): renewed when it was made."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        made = path.stat().st_mtime
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
+        return {}
+    if not text:
+        return {"pid": 0, "host": "", "started": made, "renewed": made, "command": "(an empty lock)"}
+    try:
+        obj = json.loads(text)
+    except ValueError:
         return {}
     return obj if isinstance(obj, dict) and "pid" in obj and "renewed" in obj else {}
 
@@ -297,6 +305,9 @@ class Lock:
                 raise UserError(f"{self.path}: exists and is not a lock of these scripts: refusing to replace it; "
                                 f"move it away")
             why = gone(holder, self.content)
+            if not why and not holder["pid"] and time.time() - holder["renewed"] < 5:
+                time.sleep(0.1)  # an empty lock just made: its run is writing it
+                continue
             if not why:
                 raise UserError(f"{self.output}: in use by another run ({describe(holder)}): wait for it to end, or "
                                 f"choose another path; if that run is gone, remove {self.path}")

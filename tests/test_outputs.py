@@ -289,6 +289,11 @@ def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(world: dict, tmp_path
         assert "taking over the lock of a run that is gone" in err
         assert not lock.exists()
         out.unlink()
+    lock.write_text("")  # a run killed between making its lock and writing it, long ago
+    os.utime(lock, (time.time() - 1000, time.time() - 1000))
+    code, err = run_main(main, pointed(argv, "--output", None, out))
+    assert code == 0 and "taking over the lock of a run that is gone (not renewed for " in err, err
+    out.unlink()
     lock.write_text("my own file")
     code, err = run_main(main, pointed(argv, "--output", None, out))
     one_line_refusal(code, err, prog)
