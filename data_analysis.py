@@ -261,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def analysis_inputs(args: argparse.Namespace) -> list[outputs.Input]:
     """The data folder's files, and the tokenizer's folder where it is a local one."""
-    names = [f"{name}.tsv" for name in files.SPLITS] + [files.LABELS_FILE, files.DATASET_FILE]
-    found = [outputs.Input(args.data_dir / name, "a file of DATA_DIR") for name in names]
+    paths = [*files.folder_files(args.data_dir), args.data_dir / files.DATASET_FILE]
+    found = [outputs.Input(path, "a file of DATA_DIR") for path in paths]
     if args.tokenizer and Path(args.tokenizer).is_dir():
         found.append(outputs.Input(Path(args.tokenizer), "the tokenizer's folder (--tokenizer)", folder=True))
     return found

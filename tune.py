@@ -150,9 +150,8 @@ def data_checksums(folder: Path, fixed: list[str]) -> dict[str, str]:
     if missing:
         raise UserError(f"{folder / missing[0]}: file not found (--data needs {', '.join(SPLIT_FILES)})")
     taxonomy = space.fixed_options(fixed).get("taxonomy") or "original"
-    return identity.data_checksums({"train": folder / "train.tsv", "dev": folder / "dev.tsv",
-                                    "test": folder / "test.tsv", "labels": folder / "emotions.txt",
-                                    "taxonomy": taxonomy})
+    train, dev, test, labels = files.folder_files(folder)
+    return identity.data_checksums({"train": train, "dev": dev, "test": test, "labels": labels, "taxonomy": taxonomy})
 
 
 def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:

@@ -101,7 +101,7 @@ def end_to_end(model_dir: Path, data_dir: Path, device: str, examples: int,
     for precision in ("fp16", "bf16"):
         with tempfile.TemporaryDirectory() as tmp:
             metrics = Path(tmp) / "metrics.json"
-            argv = [*map(str, files.data_paths(data_dir)),
+            argv = [*map(str, files.folder_files(data_dir)),
                     str(Path(tmp) / "model"), "--transformer-model", str(model_dir), "--epochs", "1",
                     "--precision", precision, "--max-train-examples", str(examples), "--metrics-file", str(metrics),
                     "--checkpoint-every", "0"]

@@ -31,7 +31,7 @@ TARGET = "targets on an H100 (issue 17): a BERT-base epoch at batch 16 <= 15 s, 
 
 
 def bert_model(data: Path, model: Path, save: Path, device: str, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "bert_model.py"), *map(str, files.data_paths(data)), str(save),
+    return [sys.executable, str(ROOT / "bert_model.py"), *map(str, files.folder_files(data)), str(save),
             "--transformer-model", str(model),
             "--epochs", "1", "--checkpoint-minutes", "1000", "--eval-batch-size", "256",
             *(["--cuda"] if device == "cuda" else []), *extra]

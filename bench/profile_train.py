@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = Path(args.model)
         sample = throughput.write_sample(args.data, tmp / "sample", args.examples, seed=0)
-        argv_bm = [*map(str, files.data_paths(sample)),
+        argv_bm = [*map(str, files.folder_files(sample)),
                    str(tmp / "out"), "--transformer-model", str(model), "--epochs", "1",
                    "--batch-size", str(args.batch_size), "--metrics-file", str(tmp / "m.json"), *args.bert_model_args]
         # profile only the training loop: from the batching of epoch 1 to the first evaluation

@@ -267,7 +267,7 @@ def run_bert_model(model_dir: Path, sample: Path, batch_size: int, max_length: i
     bert_model.evaluate = evaluate_noting_rss
     with tempfile.TemporaryDirectory() as out:
         metrics_file = Path(out) / "metrics.json"
-        argv = [str(f) for f in files.data_paths(sample)]
+        argv = [str(f) for f in files.folder_files(sample)]
         argv += [str(Path(out) / "model"), "--transformer-model", str(model_dir), "--epochs", str(warmup + 1),
                  "--batch-size", str(batch_size), "--max-length", str(max_length), "--metrics-file", str(metrics_file)]
         rc = bert_model.main(argv + (["--cuda"] if device == "cuda" else []))

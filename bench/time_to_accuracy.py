@@ -114,7 +114,7 @@ def command(name: str, model: Path, data: Path, out: Path, cap: int | None) -> l
     """The candidate's full command line, run from the repository root."""
     runner, options = CANDIDATES[name]
     script = ["bert_model.py"] if runner == "bert_model" else [THIS, "--trainer-worker"]
-    return [sys.executable, *script, *map(str, files.data_paths(data)), str(out / name / "model"),
+    return [sys.executable, *script, *map(str, files.folder_files(data)), str(out / name / "model"),
             "--transformer-model", str(model), "--metrics-file", str(out / name / "metrics.json"),
             *with_train_cap(options, cap)]
 
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = list(CANDIDATES) if args.candidates == "all" else [n for n in args.candidates.split(",") if n]
     unknown = [n for n in names if n not in CANDIDATES]
-    missing = [p.name for p in files.data_paths(args.data) if not p.is_file()]
+    missing = [p.name for p in files.folder_files(args.data) if not p.is_file()]
     if unknown:
         print(f"error: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2

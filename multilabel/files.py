@@ -419,7 +419,7 @@ def split_path(folder: str | Path, split: str) -> Path:
     return Path(folder) / f"{split}.tsv"
 
 
-def data_paths(folder: str | Path) -> list[Path]:
+def folder_files(folder: str | Path) -> list[Path]:
     """A data folder's splits in SPLITS' order, then its labels file: bert_model.py's first four arguments."""
     return [*(split_path(folder, s) for s in SPLITS), Path(folder) / LABELS_FILE]
 
