@@ -182,10 +182,11 @@ def json_lines_with(key: str) -> Callable[[Path], str]:
     """Ours: JSON lines, each an object with `key` (a last line cut short by a kill aside)."""
     def ours(path: Path) -> str:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except (OSError, ValueError):
             return "not text"
-        for line in lines[:-1] if lines and not path.read_bytes().endswith(b"\n") else lines:
+        lines = text.splitlines()
+        for line in lines if text.endswith("\n") else lines[:-1]:
             try:
                 if key not in json.loads(line):
                     return f"JSON lines without {key!r}"
@@ -344,7 +345,7 @@ class Lock:
 
     def renew(self) -> None:
         while not self.done.wait(LOCK_RENEW_S):
-            if read_lock(self.path) is None or read_lock(self.path).get("token") != self.token:
+            if (read_lock(self.path) or {}).get("token") != self.token:
                 return  # taken over (this process was judged gone): not ours to write any more
             tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
             try:
