@@ -622,9 +622,8 @@ def finished(save_fp: Path, argv: list[str]) -> bool:
     wanted = vars(parse_args(argv))
     now = identity.training_run(wanted, identity.data_checksums(wanted), 1, losses.unused_options(wanted))
     done = files.read_json(path, "a confirmation run's metrics")
-    was_args = {**wanted, **done.get("args", {})}
-    was_data = done.get("identity", {}).get("data") or identity.by_role(was_args, done.get("data_sha256") or {})
-    was = identity.training_run(was_args, was_data, done.get("world_size", 1), losses.unused_options(was_args))
+    data = done.get("identity", {}).get("data") or done.get("data_sha256") or {}
+    was = identity.of_record(done.get("args", {}), data, done.get("world_size", 1), wanted, losses.unused_options)
     if difference := identity.first_difference(was, now):
         print(f"{PROG}: confirm: {save_fp.name}: its finished run was written with {difference}: running it again",
               flush=True)

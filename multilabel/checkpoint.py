@@ -104,10 +104,7 @@ def check_resumable(path: Path, args: dict, data: dict[str, str], defaults: dict
     that can change its result, an option the checkpoint does not name having been added since at its default; the
     data by content; the number of processes). Otherwise a UserError naming the first difference."""
     ck = load(path)
-    written = {**defaults, **ck["args"]}
-    was_data = ck["data_sha256"] if set(ck["data_sha256"]) <= set(identity.ROLES) else \
-        identity.by_role(written, ck["data_sha256"])  # a checkpoint from before data was kept by role
-    was = identity.training_run(written, was_data, ck["world"], losses.unused_options(written))
+    was = identity.of_record(ck["args"], ck["data_sha256"], ck["world"], defaults, losses.unused_options)
     now = identity.training_run(args, data, world, losses.unused_options(args))
     if difference := identity.first_difference(was, now):
         raise UserError(f"{path}: written with {difference}; use the same settings and data, or move it away")

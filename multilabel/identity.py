@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from multilabel import files
@@ -59,6 +60,16 @@ def training_run(options: dict, data: dict[str, str], world_size: int, unused: s
     """A training run's identity (the module's docstring): its result options less `unused`, its data, its world."""
     kept = {k: v for k, v in files.result_options(options).items() if k not in unused}
     return {"options": kept, "data": dict(data), "world_size": int(world_size)}
+
+
+def of_record(args: dict, data: dict[str, str], world_size: int, defaults: dict,
+              unused: Callable[[dict], set[str]]) -> dict:
+    """The identity of a run from what it recorded (a checkpoint, a metrics.json): its options over `defaults` (an
+    option added since it ran was at its default then), its data by role (by path in older records), its world size.
+    `unused`: the options that change nothing in a run of these options (losses.unused_options)."""
+    args = {**defaults, **args}
+    data = data if set(data) <= set(ROLES) else by_role(args, data)
+    return training_run(args, data, world_size, unused(args))
 
 
 def experiment(identity: dict) -> dict:
