@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import files, lengths, outputs
+from multilabel import files, lengths, outputs, tables
 from multilabel.files import UserError
 
 # -----------------------------------------------------------------------------
@@ -173,22 +173,13 @@ def format_json(stats: dict) -> str:
     return json.dumps(out, indent=2) + "\n"
 
 
-def markdown_table(table: pd.DataFrame, float_format: str = "{:.2f}") -> str:
-    header = [str(table.index.name), *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(table.columns)]
-    for index, *values in table.itertuples(name=None):  # itertuples keeps each column's type (ints stay ints)
-        cells = [str(index)] + [float_format.format(v) if isinstance(v, float) else str(v) for v in values]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def format_markdown(stats: dict) -> str:
     parts = []
     for name, split in stats["splits"].items():
         table = split["labels"].rename(columns=COLUMNS)
         per_sample = split["labels_per_sample"].rename(columns={"percent_of_samples": "% of samples"})
-        parts.append(f"### {name}: {split['samples']} samples\n\n{markdown_table(table)}\n\n"
-                     f"{markdown_table(per_sample)}\n")
+        parts.append(f"### {name}: {split['samples']} samples\n\n{tables.markdown(table)}\n\n"
+                     f"{tables.markdown(per_sample)}\n")
     return "\n".join(parts) + lengths_text(stats)
 
 

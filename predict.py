@@ -20,7 +20,6 @@ its name only when complete; --resume continues a stopped run after its last com
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import corpus, decide, encoder, files, lengths, options, outputs
+from multilabel import corpus, encoder, files, labelled, lengths, options, outputs
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.corpus import Row
 from multilabel.files import UserError
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.merge:
             if not args.output or args.model or args.input:
                 raise UserError("--merge takes only --output (the name the shards were given)")
-            with outputs.claim(PROG, [], [outputs.Output(args.output, "the merged output (--output)")]):
+            merged = corpus.declared(args.output)
+            with outputs.claim(PROG, [], [merged[0], merged[-1]]):  # the output and its summary
                 print(f"{PROG}: {corpus.merge(args.output, PROG)}", file=sys.stderr)
             return 0
         return label(args)
@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    default="auto", help="default: from the suffix (.tsv is GoEmotions, or a header with --text-column)")
     p.add_argument("--text-column", help="the text's column (header name or JSON key; default 'text')")
     p.add_argument("--id-column", help="an id column carried through (default 'id' where there is one, else the line)")
+    p.add_argument("--keep-columns", nargs="+", default=[], metavar="COLUMN",
+                   help="input columns carried into the output (a year, a community: rates.py compares by them)")
     p.add_argument("--output", type=Path, help="write here (TSV, CSV or JSONL by suffix), complete or not at all")
     p.add_argument("--format", choices=["table", "tsv", "csv", "jsonl"],
                    help="default: from --output's suffix; a table on standard output")
@@ -115,6 +117,8 @@ def check_options(args: argparse.Namespace) -> None:
         if not Path(args.input).exists():
             raise UserError(f"{args.input}: no such file")
         files.regular_file(args.input, " (a stream: --input - reads standard input, once)")
+    if args.keep_columns and not args.input:
+        raise UserError("--keep-columns needs --input FILE (the columns are the input's)")
     if args.resume and not args.output:
         raise UserError("--resume needs --output (standard output cannot be resumed)")
     if args.shard and (not args.input or args.input == "-"):
@@ -161,7 +165,9 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
     reading = lengths.Reading.of(settings)
     span = corpus.Span.of(lambda: rows_of(args), args.chunk_size, shard)
     this_run = run_settings(args, fmt, top_k) if out_path else None  # what a resumed run and a shard's parts share
-    out = open_output(args, out_path, this_run, header(fmt, labels, top_k))
+    keep = tuple(args.keep_columns)
+    labelled.check_keep(keep, labels, top_k, fmt)
+    out = open_output(args, out_path, this_run, labelled.header(fmt, labels, top_k, keep))
     stop = StopSignals() if out_path else None
     progress = corpus.Progress(PROG, span.rows, out.counts.rows)
     for chunk in span.chunks(rows_of(args), out.chunks_done):
@@ -169,7 +175,7 @@ def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, t
         scores = encoder.score(scorer, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
                                reading.pooled_by)
         note_capped(chunk, encoded, reading)
-        out.write(format_chunk(chunk, scores, labels, thresholds, top_k, fmt, args.at_least_one), chunk)
+        out.write(labelled.format_chunk(chunk, scores, labels, thresholds, top_k, fmt, args.at_least_one), chunk)
         progress.update(len(chunk))
         if stop and stop.signal:
             progress.close()
@@ -192,7 +198,8 @@ def rows_of(args: argparse.Namespace) -> Iterator[Row]:
     """The texts on the command line, or --input's rows (corpus.read_rows), bad ones carried."""
     if args.texts:
         return (corpus.checked(i, str(i), t) for i, t in enumerate(args.texts, 1))
-    return corpus.read_rows(args.input, args.input_format, args.text_column, args.id_column)
+    return corpus.read_rows(args.input, args.input_format, args.text_column, args.id_column,
+                            tuple(args.keep_columns))
 
 
 def open_output(args: argparse.Namespace, out_path: Path | None, run: dict | None,
@@ -255,54 +262,8 @@ def run_settings(args: argparse.Namespace, fmt: str, top_k: int) -> dict:
             "input_sha256": files.sha256(source) if source else None,
             **{k: getattr(args, k) for k in ("input_format", "text_column", "id_column", "threshold", "at_least_one",
                                              "precision", "batch_size", "chunk_size")},
+            **({"keep_columns": args.keep_columns} if args.keep_columns else {}),  # (older outputs: none kept)
             "format": fmt, "top_k": top_k}
-
-
-# ------------------------------------------------------------------------------------ the labels' columns
-
-
-def header(fmt: str, labels: list[str], top_k: int) -> str:
-    if fmt == "jsonl":
-        return ""
-    if fmt == "table":
-        return f"{'text':<60}  {'predicted':<28}  top {top_k} scores\n"
-    columns = ["id", "line", "predicted", "error"]
-    columns += [x for k in range(1, top_k + 1) for x in (f"label_{k}", f"score_{k}")] if top_k else labels
-    return corpus.delimited([columns], fmt)
-
-
-def format_chunk(rows: list[Row], scores: np.ndarray, labels: list[str], thresholds: np.ndarray,
-                 top_k: int, fmt: str, at_least_one: bool) -> str:
-    """The output lines of a chunk, in input order: scores holds one row per row without an error."""
-    chosen = decide.decide(scores, thresholds, at_least_one)
-    out, table, i = [], [], 0
-    for row in rows:
-        if row.error:
-            predicted, top, values = [], [], []
-        else:
-            predicted = [labels[j] for j in np.flatnonzero(chosen[i])]
-            values = [round(float(x), 6) for x in scores[i]]
-            top = sorted(range(len(labels)), key=lambda j: -values[j])[:top_k] if top_k else []
-            i += 1
-        if fmt == "jsonl":
-            obj = {"id": row.id, "line": row.line, "predicted": predicted, "error": row.error or row.note}
-            if top_k:
-                obj["top"] = [[labels[j], values[j]] for j in top]
-            else:
-                obj["scores"] = dict(zip(labels, values, strict=True)) if values else {}
-            out.append(json.dumps(obj, ensure_ascii=False) + "\n")
-        elif fmt == "table":
-            short = row.text if len(row.text) <= 60 else row.text[:57] + "..."
-            best = ", ".join(f"{labels[j]} {values[j]:.2f}" for j in top) if not row.error else f"({row.error})"
-            out.append(f"{short:<60}  {','.join(predicted) or '-':<28}  {best}\n")
-        else:
-            cells = [row.id, str(row.line), ",".join(predicted), row.error or row.note]
-            if top_k:
-                cells += [x for j in top for x in (labels[j], f"{values[j]:.6f}")] or [""] * (2 * top_k)
-            else:
-                cells += [f"{v:.6f}" for v in values] or [""] * len(labels)
-            table.append(cells)
-    return "".join(out) if fmt in ("jsonl", "table") else corpus.delimited(table, fmt)
 
 
 def note_capped(chunk: list[Row], encoded: encoder.Encoded, reading: lengths.Reading) -> None:

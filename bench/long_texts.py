@@ -1,10 +1,15 @@
-"""Long texts, constructed: documents made of several GoEmotions comments (labels: the union of theirs), so that the
-labels of the comments late in a document are out of reach of truncation. Trains every way of reading them, with
-seeds, and puts the runs side by side with compare_runs.py.
+"""Long texts, constructed, of two kinds (issues 25 and 33), so that the labels late in a document are out of reach of
+truncation. Trains every way of reading them, with seeds, and puts the runs side by side with compare_runs.py.
 
-    python bench/long_texts.py OUT_DIR --model MINILM_DIR [--data ../shared/data/goemotions] [--seeds 1 2 3] [--jobs 2]
+    python bench/long_texts.py OUT_DIR --model MINILM_DIR [--kind spread|one-passage] [--windows N]
+        [--data ../shared/data/goemotions] [--seeds 1 2 3] [--jobs 2]
 
-OUT_DIR/data: the documents (train, dev and test from GoEmotions' own splits, each comment used once).
+--kind spread (issue 25): a document is --per-doc GoEmotions comments, its labels the union of theirs (28 labels):
+every part of it is evidence. --kind one-passage (issue 33): a document is neutral comments (GoEmotions' `neutral`
+alone) filling about --windows windows, and in three of four documents one passage (one emotional comment, or two
+in a row in a third of them) at a random place among them; labels: the passage's Ekman groups, or `neutral` where
+there is no passage (an absence label). Both from GoEmotions' own splits.
+OUT_DIR/data: the documents.
 OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again).
 OUT_DIR/table.md: compare_runs.py's table; then each variant against truncation, paired bootstrap on test.
 OUT_DIR/short.txt: windows cost nothing on short texts: a model trained with windows scores GoEmotions' own test
@@ -43,6 +48,9 @@ VARIANTS = {
                      "--window-labels", "pooled"],
     "windows-each": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
                      "--window-labels", "each"],
+    # a sharpness per label learned from the pooled loss (issue 33): max for a one-passage label, min for an absence
+    "windows-learned": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "learned",
+                        "--window-labels", "pooled"],
     "truncate-256": ["--max-length", "256", "--long-texts", "truncate"],  # every document whole: the ceiling
     # pooled windows at batch 5 documents: about as many steps an epoch, and windows a step, as windows-each's
     # 16 windows a step (a document is ~3 windows), so that the two differ in how windows are taught only
@@ -71,6 +79,48 @@ def make_documents(src: Path, out: Path, docs: dict[str, int], per_doc: int, see
     files.atomic_write(out / "emotions.txt", files.labels_text(labels))
 
 
+def make_one_passage_documents(src: Path, out: Path, docs: dict[str, int], windows: int, model: str,
+                               seed: int) -> None:
+    """docs[split] documents of neutral comments of that split, about `windows` windows of WINDOW tokens long (in
+    `model`'s tokens); three of four hold a passage of one emotional comment (two in a row in a third of those) at a
+    random place. Labels: Ekman's groups of the passage's emotions, or `neutral` for a document without a passage."""
+    from multilabel import lengths
+
+    tokenizer = lengths.load_tokenizer(model)
+    names = files.read_labels(src / "emotions.txt")
+    groups = json.loads((src / "ekman_mapping.json").read_text())
+    ekman = [*groups, "neutral"]
+    group_of = {e: ekman.index(g) for g, es in groups.items() for e in es} | {"neutral": ekman.index("neutral")}
+    room = WINDOW - 2
+    target = room + (windows - 1) * (room - room // 4) - room // 2  # tokens: half a window short of `windows` windows
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in docs.items():
+        s = files.read_split(src / f"{split}.tsv", len(names))
+        neutral = [t for t, ls in zip(s.texts, s.labels, strict=True) if [names[i] for i in ls] == ["neutral"]]
+        emotional = [(t, ls) for t, ls in zip(s.texts, s.labels, strict=True)
+                     if "neutral" not in [names[i] for i in ls]]
+        size = dict(zip(neutral, (len(ids) for ids in tokenizer(neutral, add_special_tokens=False)["input_ids"]),
+                        strict=True))
+        rng.shuffle(emotional)
+        texts, label_ids, ids = [], [], []
+        for d in range(n):
+            filler: list[str] = []
+            while sum(size[t] for t in filler) < target:
+                filler.append(rng.choice(neutral))
+            labels: set[int] = set()
+            if d % 4:
+                passage = [emotional.pop() for _ in range(2 if d % 3 == 0 else 1)]
+                at = rng.randrange(len(filler) + 1)
+                filler[at:at] = [t for t, _ in passage]
+                labels = {group_of[names[i]] for _, ls in passage for i in ls}
+            texts.append(" ".join(filler))
+            label_ids.append(tuple(sorted(labels or {ekman.index("neutral")})))
+            ids.append(f"{split}-doc{d}")
+        files.atomic_write(out / f"{split}.tsv", files.split_text(texts, label_ids, ids))
+    files.atomic_write(out / "emotions.txt", files.labels_text(ekman))
+
+
 def train(data: Path, run: Path, model: str, variant: str, seed: int, cuda: bool = False) -> str:
     if (run / "metrics.json").exists():
         return f"{run.name}: done before"
@@ -94,16 +144,19 @@ def compare(out: Path) -> None:
                            capture_output=True, text=True, check=True).stdout
     groups = json.loads(subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--format",
                                         "json"], capture_output=True, text=True, check=True).stdout)
-    lines = [table, "", "Each against truncation at the window (test macro F1 difference, paired bootstrap):", ""]
+    lines = [table, "", "Each against truncation at the window, then against windows-each (test macro F1 difference, "
+             "paired bootstrap):", ""]
     by_variant = {}
     for g in groups["groups"]:
         name = Path(g["runs"][0]["path"]).parent.name.rsplit("-seed", 1)[0]
         by_variant[name] = g["id"]
-    for name, gid in by_variant.items():
-        if name != "truncate" and "truncate" in by_variant:
-            r = subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--compare", gid,
-                                by_variant["truncate"]], capture_output=True, text=True)
-            lines.append(f"- {name} minus truncate: " + (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1])
+    for against in ("truncate", "windows-each"):  # truncation, and the default reading since issue 25
+        for name, gid in by_variant.items():
+            if name != against and against in by_variant:
+                r = subprocess.run([sys.executable, str(ROOT / "compare_runs.py"), str(runs), "--compare", gid,
+                                    by_variant[against]], capture_output=True, text=True)
+                lines.append(f"- {name} minus {against}: " +
+                             (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1])
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -143,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--docs", type=int, nargs=3, default=[1200, 300, 600], metavar=("TRAIN", "DEV", "TEST"))
-    p.add_argument("--per-doc", type=int, default=8, help="comments a document")
+    p.add_argument("--kind", choices=["spread", "one-passage"], default="spread", help="which documents (above)")
+    p.add_argument("--per-doc", type=int, default=8, help="--kind spread: comments a document")
+    p.add_argument("--windows", type=int, default=2, help="--kind one-passage: windows a document, about")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cuda", action="store_true", help="train and predict on the GPU (bench/gpu_check.sh)")
     args = p.parse_args(argv)
     data = args.out / "data"
-    make_documents(args.data, data, dict(zip(files.SPLITS, args.docs, strict=True)), args.per_doc, seed=0)
+    docs = dict(zip(files.SPLITS, args.docs, strict=True))
+    if args.kind == "spread":
+        make_documents(args.data, data, docs, args.per_doc, seed=0)
+    else:
+        make_one_passage_documents(args.data, data, docs, args.windows, args.model, seed=0)
     todo = [(v, s) for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda vs: train(data, args.out / "runs" / f"{vs[0]}-seed{vs[1]}", args.model, *vs,
@@ -156,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
     compare(args.out)
     first = args.out / "runs" / f"windows-max-seed{args.seeds[0]}" / "model"
-    if first.exists():
+    if first.exists() and args.kind == "spread":
         short = args.out / "short"
         short.mkdir(exist_ok=True)
         predict(first, args.data, short / "windows.tsv", cuda=args.cuda)

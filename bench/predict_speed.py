@@ -46,8 +46,7 @@ def worker(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    import predict
-    from multilabel import corpus, encoder, lengths
+    from multilabel import corpus, encoder, labelled, lengths
 
     texts, _ = corpus.read_texts(args.input)
     texts = texts[:args.limit] if args.limit else texts
@@ -70,7 +69,7 @@ def worker(args: argparse.Namespace) -> int:
                 encoded = encoder.encode(tokenizer, [r.text for r in chunk], reading)
                 got = encoder.score(model, encoded, args.batch_size, encoder.pad_id(tokenizer), device, amp,
                                     reading.pooled_by)
-                out.write(predict.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))
+                out.write(labelled.format_chunk(chunk, got, labels, thresholds, 0, "tsv", False))
                 parts.append(got)
         scores = np.concatenate(parts)
     else:

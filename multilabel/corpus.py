@@ -12,7 +12,8 @@
     Stream(head)                                   the same, on standard output (not resumable)
     Counts, kind_of                                rows, scored, bad rows by kind with their first lines
     merge(path, prog)                              the finished shards path.K-of-N.suffix into path, in order, byte
-                                                   for byte (a TSV/CSV's one header line once; JSONL as it is)
+                                                   for byte (a TSV/CSV's one header line once; JSONL as it is), and
+                                                   its summary (path.meta.json, as an unsharded run's)
     Progress(prog, total, done)                    tqdm on a terminal, a line a minute in a job's log
 
 A script's loop (predict.py's; the files beside FILE: declared(FILE), for outputs.claim):
@@ -35,7 +36,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Row:
     text: str
     error: str = ""  # why it is not scored; empty when it is
     note: str = ""   # scored, but not all of it read (a text longer than --max-windows windows)
+    kept: dict[str, str] = field(default_factory=dict)  # the input's columns carried into the output (--keep-columns)
 
 
 # ------------------------------------------------------------------------------------ reading the input
@@ -80,28 +82,43 @@ def checked(line: int, row_id: object, text: object) -> Row:
     return Row(line, row_id, text)
 
 
-def read_rows(path: str, fmt: str, text_column: str | None = None, id_column: str | None = None) -> Iterator[Row]:
-    """Every row of the input (a file, or - for standard input), one at a time, bad ones marked."""
+def read_rows(path: str, fmt: str, text_column: str | None = None, id_column: str | None = None,
+              keep: tuple[str, ...] = ()) -> Iterator[Row]:
+    """Every row of the input (a file, or - for standard input), one at a time, bad ones marked; `keep`: columns
+    carried with each row as text (Row.kept; a JSON line without the key, or with null, keeps '')."""
     fmt = input_format(path, fmt, text_column)
     text_column = "text" if fmt in ("lines", "goemotions") else text_column or "text"
     id_column = "id" if fmt == "goemotions" else id_column
-    table = tables.read_table(path, fmt, columns=[text_column, *([id_column] if id_column else ["id"])],
+    table = tables.read_table(path, fmt, columns=[text_column, *([id_column] if id_column else ["id"]), *keep],
                              batch_rows=CHUNK_SIZE)
     where = f"{path}:1" if fmt != "parquet" else str(path)
-    for column, option in ((text_column, "--text-column"), (id_column, "--id-column")):
-        if column and fmt not in ("jsonl", "lines") and column not in table.columns:
+    wanted = [(text_column, "--text-column"), (id_column, "--id-column"), *((c, "--keep-columns") for c in keep)]
+    for column, option in wanted:
+        if column and fmt != "jsonl" and (fmt != "lines" or option == "--keep-columns") and \
+                column not in table.columns:
             raise UserError(f"{where}: no column {column!r} (the columns: {', '.join(table.columns[:10])}): give "
-                            f"{option}")
+                            f"{option}" + (" the input's own" if option == "--keep-columns" else ""))
     id_column = id_column or ("id" if "id" in table.columns and fmt != "jsonl" else None)
     for record in table.rows:
         if record.error:
-            yield Row(record.line, str(record.line), "", record.error)
-        elif fmt == "jsonl":
-            obj = record.values
-            yield checked(record.line, obj.get(id_column or "id", record.line), obj.get(text_column))
+            yield Row(record.line, str(record.line), "", record.error, kept=dict.fromkeys(keep, ""))
+            continue
+        values = record.values
+        if fmt == "jsonl":
+            row = checked(record.line, values.get(id_column or "id", record.line), values.get(text_column))
         else:
-            yield checked(record.line, record.values[id_column] if id_column else record.line,
-                          record.values[text_column])
+            row = checked(record.line, values[id_column] if id_column else record.line, values[text_column])
+        row.kept = {c: as_text(values.get(c)) for c in keep}
+        yield row
+
+
+def as_text(value: object) -> str:
+    """A kept column's value as written: text as it is, null or missing as '', a number or a list as JSON writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return files.SURROGATE.sub("\ufffd", value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def read_texts(path: str | Path) -> tuple[list[str], list[str]]:
@@ -396,7 +413,8 @@ def merge(path: Path, prog: str) -> str:
     if path.exists():
         raise UserError(f"{path}: already exists; remove it to merge again")
     parts, fmt, counts = find_shards(path), output_format(str(path), None), Counts()
-    for meta in check_parts(parts, prog):
+    metas = check_parts(parts, prog)
+    for meta in metas:
         counts.add_part(meta)
 
     def write(tmp: Path) -> None:
@@ -414,6 +432,8 @@ def merge(path: Path, prog: str) -> str:
                     while block := f.read(1 << 20):
                         out.write(block)
 
+    merged = {**metas[0], "shard": None, "chunks": [0, metas[-1]["chunks"][1]], "merged_from": [p.name for p in parts]}
+    files.write_json(meta_of(path), {**merged, **counts.state()}, "the merged output's summary")
     files.atomic_write(path, write, "the merged output")
     return f"merged {len(parts)} shards into {path}: {counts.summary()}"
 

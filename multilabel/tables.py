@@ -1,6 +1,7 @@
 """Your own tables, read row by row: CSV or TSV with a header, a GoEmotions split, JSONL, Parquet or one text a line,
 as prepare_data.py and predict.py read them. A broken row is a Record with its error, and the rows after it are
-read on (files.py owns the other file conventions; this is its part for users' tables)."""
+read on (files.py owns the other file conventions; this is its part for users' tables). And a table written as
+markdown, for the scripts' reports."""
 
 from __future__ import annotations
 
@@ -166,3 +167,13 @@ def read_parquet(path: str | Path, columns: list[str] | None, batch_rows: int) -
                 yield Record(n, dict(zip(wanted, values, strict=True)))
 
     return Table("parquet", names, rows())
+
+
+def markdown(table, float_format: str = "{:.2f}") -> str:  # noqa: ANN001 (a pandas DataFrame; pandas not imported here)
+    """A DataFrame as a markdown table: its index first, numbers right-aligned, floats by float_format."""
+    header = [str(table.index.name), *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(table.columns)]
+    for index, *values in table.itertuples(name=None):  # itertuples keeps each column's type (ints stay ints)
+        cells = [str(index)] + [float_format.format(v) if isinstance(v, float) else str(v) for v in values]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

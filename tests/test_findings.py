@@ -1,0 +1,227 @@
+"""From labels to findings (issue 34): predict.py --keep-columns, keywords.py (G2 and Log Ratio per label) and
+rates.py (label rates by a kept column). A tiny BERT trained on real GoEmotions texts where a planted word alone
+decides a label (zebra, lion; `other` where neither is there) labels a corpus with a column, and the findings are
+checked against what was planted and against counts made here by hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from helpers import run_script, train
+
+from multilabel import files, words
+
+FINDINGS_RUN = ("--epochs", "8", "--batch-size", "16", "--learning-rate", "2e-3", "--head-learning-rate", "2e-3",
+                "--precision", "fp32", "--max-length", "48", "--seed", "1")
+
+
+def real_texts(goemotions_dir: Path, n: int) -> list[str]:
+    with open(goemotions_dir / "train.tsv", encoding="utf-8", newline="") as f:
+        return [r[0] for r, _ in zip(csv.reader(f, delimiter="\t"), range(n), strict=False)]
+
+
+def plant(text: str, word: str, rng: random.Random) -> str:
+    tokens = text.split()
+    tokens.insert(rng.randrange(len(tokens) + 1), word)
+    return " ".join(tokens)
+
+
+def planted_rows(texts: list[str], seed: int) -> list[tuple[str, str]]:
+    """(text, label): zebra planted in every third text, lion in the next, neither in the third (`other`)."""
+    rng = random.Random(seed)
+    kinds = ("zebra", "lion", "other")
+    return [(plant(t, kinds[i % 3], rng) if i % 3 < 2 else t, kinds[i % 3]) for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="module")
+def planted_model(tiny_bert: Path, goemotions_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT trained where the word zebra alone decides the label zebra, lion lion (other: neither)."""
+    tmp = tmp_path_factory.mktemp("planted")
+    texts = real_texts(goemotions_dir, 600)
+    names = ["zebra", "lion", "other"]
+    data = tmp / "data"
+    data.mkdir()
+    for split, part in (("train", texts[:420]), ("dev", texts[420:510]), ("test", texts[510:])):
+        rows = planted_rows(part, seed=len(part))
+        files.atomic_write(data / f"{split}.tsv", files.split_text([t for t, _ in rows],
+                                                                   [(names.index(k),) for _, k in rows],
+                                                                   [f"{split}{i}" for i in range(len(rows))]))
+    files.atomic_write(data / "emotions.txt", files.labels_text(names))
+    r = train(data, tmp / "model", tiny_bert, *FINDINGS_RUN, "--metrics-file", tmp / "metrics.json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    f1 = json.loads((tmp / "metrics.json").read_text())["test"]["per_label"]
+    assert f1["zebra"]["f1"] >= 0.9 and f1["lion"]["f1"] >= 0.9, f1
+    return tmp / "model"
+
+
+@pytest.fixture(scope="module")
+def labelled(planted_model: Path, goemotions_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus of 240 real test texts, zebra planted mostly in the year 2020's, lion evenly, labelled with the year
+    kept: (the folder: corpus.jsonl, labels.tsv)."""
+    tmp = tmp_path_factory.mktemp("labelled")
+    with open(goemotions_dir / "test.tsv", encoding="utf-8", newline="") as f:
+        texts = [r[0] for r, _ in zip(csv.reader(f, delimiter="\t"), range(240), strict=False)]
+    rng = random.Random(7)
+    lines = []
+    for i, text in enumerate(texts):
+        year = 2019 + i % 2
+        if rng.random() < (0.5 if year == 2020 else 0.05):
+            text = plant(text, "zebra", rng)
+        if i % 5 == 0:  # as often in both years
+            text = plant(text, "lion", rng)
+        lines.append(json.dumps({"id": f"t{i}", "text": text, "year": year}))
+    lines.insert(10, json.dumps({"id": "empty", "text": "", "year": 2019}))  # a bad row, carried
+    (tmp / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    r = run_script("predict.py", planted_model, "--input", tmp / "corpus.jsonl", "--keep-columns", "year",
+                   "--output", tmp / "labels.tsv", "--chunk-size", "64")
+    assert r.returncode == 0, r.stderr
+    return tmp
+
+
+def one_line(r, prog: str, *needles: str) -> str:
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+# --------------------------------------------------------------------------- keyness and intervals by hand
+
+
+def test_g2_and_log_ratio_equal_hand_computed_values():
+    import keywords
+
+    # a = 20 of c = 1000 words, b = 10 of d = 2000: expected 10 and 20, so G2 = 2 (20 ln 2 + 10 ln 1/2) = 20 ln 2
+    assert keywords.g2(20, 10, 1000, 2000) == pytest.approx(20 * math.log(2), abs=1e-9)
+    assert keywords.log_ratio(20, 10, 1000, 2000) == pytest.approx(2.0, abs=1e-9)
+    # a word absent from one part: 0 ln 0 = 0 in G2; Log Ratio counts the zero as 0.5 (Hardie 2014)
+    assert keywords.g2(0, 8, 100, 100) == pytest.approx(16 * math.log(2), abs=1e-9)
+    assert keywords.log_ratio(0, 8, 100, 100) == pytest.approx(-4.0, abs=1e-9)
+    assert keywords.g2(5, 10, 100, 200) == pytest.approx(0.0, abs=1e-9)  # as frequent in both
+
+
+def test_wilson_interval_and_holm_correction_equal_hand_computed_values():
+    import rates
+
+    low, high = rates.wilson(5, 10)
+    z = 1.959963984540054
+    half = z / (1 + z * z / 10) * math.sqrt(0.25 / 10 + z * z / 400)
+    assert (low, high) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
+    assert (low, high) == pytest.approx((0.2365930905, 0.7634069095), abs=1e-9)
+    assert rates.wilson(0, 20)[0] == 0.0 and rates.wilson(20, 20)[1] == 1.0
+    assert rates.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06], abs=1e-12)
+
+
+def test_words_keep_their_spans_in_the_text_as_given():
+    text = "Don’t cafe\u0301 [NAME] 😀 CAFÉ\r\nl'homme ok"
+    spans = list(words.spans(text))
+    assert [text[a:b] for a, b in spans] == ["Don’t", "cafe\u0301", "[NAME]", "CAFÉ", "l'homme", "ok"]
+    assert words.words(text) == ["don't", "café", "[NAME]", "café", "l'homme", "ok"]
+
+
+# --------------------------------------------------------------------------- the scripts on a labelled corpus
+
+
+def test_keep_columns_carry_the_input_column_into_every_output_row(labelled: Path):
+    rows = read_tsv(labelled / "labels.tsv")
+    corpus = [json.loads(line) for line in (labelled / "corpus.jsonl").read_text().splitlines()]
+    assert len(rows) == len(corpus) == 241
+    assert [r["year"] for r in rows] == [str(c["year"]) for c in corpus]
+    assert list(rows[0])[:5] == ["id", "line", "predicted", "error", "year"]
+    empty = next(r for r in rows if r["id"] == "empty")
+    assert empty["error"] == "empty text" and empty["year"] == "2019"
+
+
+def test_the_planted_word_is_its_labels_first_keyword(labelled: Path, tmp_path: Path):
+    r = run_script("keywords.py", labelled / "labels.tsv", "--output", tmp_path / "k.tsv", "--plot", tmp_path / "k.png")
+    assert r.returncode == 0, r.stderr
+    table = read_tsv(tmp_path / "k.tsv")
+    first = {r["label"]: r for r in table if r["rank"] == "1"}
+    assert first["zebra"]["word"] == "zebra" and first["lion"]["word"] == "lion", first
+    assert (tmp_path / "k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # its figures are the hand counts of the labelled texts
+    labels = {r["id"]: r["predicted"].split(",") for r in read_tsv(labelled / "labels.tsv") if not r["error"]}
+    texts = {c["id"]: c["text"] for c in map(json.loads, (labelled / "corpus.jsonl").read_text().splitlines())}
+    a = sum(words.words(texts[i]).count("zebra") for i, ls in labels.items() if "zebra" in ls)
+    b = sum(words.words(texts[i]).count("zebra") for i, ls in labels.items() if "zebra" not in ls)
+    c = sum(len(words.words(texts[i])) for i, ls in labels.items() if "zebra" in ls)
+    d = sum(len(words.words(texts[i])) for i, ls in labels.items() if "zebra" not in ls)
+    assert (int(first["zebra"]["in_label"]), int(first["zebra"]["in_rest"])) == (a, b)
+    e1, e2 = c * (a + b) / (c + d), d * (a + b) / (c + d)
+    expected = 2 * (a * math.log(a / e1) + (b * math.log(b / e2) if b else 0))
+    assert float(first["zebra"]["g2"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_keyword_counts_of_shards_add_up_to_the_same_bytes_as_one_run(planted_model: Path, labelled: Path,
+                                                                       tmp_path: Path):
+    corpus = labelled / "corpus.jsonl"
+    whole = tmp_path / "whole.md"
+    assert run_script("keywords.py", labelled / "labels.tsv", "--output", whole).returncode == 0
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for k in (1, 2, 3):
+        r = run_script("predict.py", planted_model, "--input", corpus, "--keep-columns", "year", "--output",
+                       parts / "labels.tsv", "--chunk-size", "64", "--shard", f"{k}/3")
+        assert r.returncode == 0, r.stderr
+        r = run_script("keywords.py", parts / f"labels.{k}-of-3.tsv", "--counts", parts / f"counts.{k}.json")
+        assert r.returncode == 0, r.stderr
+    added = tmp_path / "added.md"
+    r = run_script("keywords.py", "--from-counts", *(parts / f"counts.{k}.json" for k in (1, 2, 3)), "--output", added)
+    assert r.returncode == 0, r.stderr
+    assert added.read_bytes() == whole.read_bytes()
+    # the merged labels give the same keywords too
+    assert run_script("predict.py", "--merge", "--output", parts / "labels.tsv").returncode == 0
+    merged = tmp_path / "merged.md"
+    assert run_script("keywords.py", parts / "labels.tsv", "--output", merged).returncode == 0
+    assert merged.read_bytes() == whole.read_bytes()
+    one_line(run_script("keywords.py", "--from-counts", parts / "counts.1.json", parts / "counts.1.json"),
+             "keywords.py", "given twice")
+
+
+def test_rates_by_the_kept_column_are_the_hand_counts_and_the_planted_difference_is_found(labelled: Path,
+                                                                                         tmp_path: Path):
+    r = run_script("rates.py", labelled / "labels.tsv", "--by", "year", "--compare", "2019", "2020", "--output",
+                   tmp_path / "r.tsv", "--plot", tmp_path / "r.png")
+    assert r.returncode == 0, r.stderr
+    got = {(row["label"], row["year"]): row for row in read_tsv(tmp_path / "r.tsv")}
+    labels = [row for row in read_tsv(labelled / "labels.tsv") if not row["error"]]
+    for year in ("2019", "2020"):
+        mine = [row for row in labels if row["year"] == year]
+        with_zebra = sum("zebra" in row["predicted"].split(",") for row in mine)
+        assert int(got["zebra", year]["texts"]) == len(mine)
+        assert int(got["zebra", year]["with_label"]) == with_zebra
+        assert float(got["zebra", year]["rate"]) == pytest.approx(with_zebra / len(mine), rel=1e-5)
+    assert got["zebra", "2020"]["differs"] == "True" and got["lion", "2020"]["differs"] == "False"
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_choices_are_one_line_and_write_nothing(planted_model: Path, labelled: Path, tmp_path: Path):
+    labels = labelled / "labels.tsv"
+    out = tmp_path / "out.tsv"
+    one_line(run_script("keywords.py", labels, "--labels", "tiger", "--output", out), "keywords.py", "tiger")
+    one_line(run_script("rates.py", labels, "--by", "month", "--output", out), "rates.py", "no kept column 'month'")
+    one_line(run_script("rates.py", labels, "--by", "year", "--compare", "2019", "1999"), "rates.py", "1999")
+    one_line(run_script("rates.py", labels, "--by", "year", "--labels", "tiger"), "rates.py", "tiger")
+    changed = tmp_path / "corpus.jsonl"
+    changed.write_text((labelled / "corpus.jsonl").read_text().replace("t1", "t1x", 1))
+    one_line(run_script("keywords.py", labels, "--input", changed, "--output", out), "keywords.py", "SHA-256")
+    one_line(run_script("keywords.py", labels, "--output", labels), "keywords.py")  # its own input
+    one_line(run_script("predict.py", planted_model, "--input", labelled / "corpus.jsonl", "--keep-columns",
+                        "year", "predicted", "--output", out), "predict.py", "'predicted'")
+    csv_input = tmp_path / "c.csv"
+    csv_input.write_text("text,year\nhello zebra,2020\n")
+    one_line(run_script("predict.py", planted_model, "--input", csv_input, "--text-column", "text",
+                        "--keep-columns", "month", "--output", out), "predict.py", "no column 'month'")
+    assert not out.exists()
