@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import corpus, encoder, files, labelled, lengths, options, outputs
+from multilabel import corpus, decide, encoder, files, labelled, lengths, options, outputs
 from multilabel.checkpoint import EXIT_REQUEUE, StopSignals
 from multilabel.corpus import Row
 from multilabel.files import UserError
@@ -159,7 +159,7 @@ def label_into(args: argparse.Namespace, out_path: Path | None, fmt: str, top_k:
 def run(args: argparse.Namespace, scorer, tokenizer, settings: dict, fmt: str, top_k: int, out_path: Path | None,
         shard: tuple[int, int] | None, device: torch.device) -> int:
     """Read, score and write a chunk at a time, from where a stopped run got to; exit 99 on a stop signal."""
-    labels, thresholds = settings["labels"], thresholds_for(args.threshold, settings, args.model)
+    labels, thresholds = settings["labels"], decide.thresholds(args.threshold, settings, args.model)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     top_k = min(top_k, len(labels))  # --top-k beyond the labels: every label, ranked
     reading = lengths.Reading.of(settings)
@@ -240,17 +240,6 @@ def label_inputs(args: argparse.Namespace) -> list[outputs.Input]:
     if args.input and args.input != "-":
         found.append(outputs.Input(Path(args.input), "the input (--input)"))
     return found
-
-
-def thresholds_for(choice: float | str, settings: dict, model_dir: str) -> np.ndarray:
-    labels = settings["labels"]
-    if choice == "model":
-        return np.full(len(labels), float(settings["threshold"]), dtype=np.float32)
-    if choice == "tuned":
-        if not settings["thresholds"]:
-            raise UserError(f"{model_dir}: no tuned thresholds in {files.MODEL_SETTINGS}")
-        return np.array([settings["thresholds"][n] for n in labels], dtype=np.float32)
-    return np.full(len(labels), choice, dtype=np.float32)
 
 
 def run_settings(args: argparse.Namespace, fmt: str, top_k: int) -> dict:

@@ -6,9 +6,9 @@ truncation. Trains every way of reading them, with seeds, and puts the runs side
 
 --kind spread (issue 25): a document is --per-doc GoEmotions comments, its labels the union of theirs (28 labels):
 every part of it is evidence. --kind one-passage (issue 33): a document is neutral comments (GoEmotions' `neutral`
-alone) filling about --windows windows, and in three of four documents one passage (one emotional comment, or two
-in a row in a third of them) at a random place among them; labels: the passage's Ekman groups, or `neutral` where
-there is no passage (an absence label). Both from GoEmotions' own splits.
+alone) filling about --windows windows, and in three of four documents one passage (a comment labelled gratitude,
+amusement and/or love only; two in a row in a third of them) at a random place among them; labels: the passage's,
+or `neutral` where there is no passage (an absence label). Both from GoEmotions' own splits.
 OUT_DIR/data: the documents.
 OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again).
 OUT_DIR/table.md: compare_runs.py's table; then each variant against truncation, paired bootstrap on test.
@@ -79,46 +79,47 @@ def make_documents(src: Path, out: Path, docs: dict[str, int], per_doc: int, see
     files.atomic_write(out / "emotions.txt", files.labels_text(labels))
 
 
+PASSAGE_LABELS = ("gratitude", "amusement", "love")  # emotions whose comments say so plainly (issue 25's best learned)
+
+
 def make_one_passage_documents(src: Path, out: Path, docs: dict[str, int], windows: int, model: str,
                                seed: int) -> None:
     """docs[split] documents of neutral comments of that split, about `windows` windows of WINDOW tokens long (in
-    `model`'s tokens); three of four hold a passage of one emotional comment (two in a row in a third of those) at a
-    random place. Labels: Ekman's groups of the passage's emotions, or `neutral` for a document without a passage."""
+    `model`'s tokens); three of four hold a passage: one comment labelled only with PASSAGE_LABELS (two such
+    comments in a row in a third of them, so some documents have two labels), at a random place. Labels: the
+    passage's, or `neutral` for a document without a passage (an absence label)."""
     from multilabel import lengths
 
     tokenizer = lengths.load_tokenizer(model)
     names = files.read_labels(src / "emotions.txt")
-    groups = json.loads((src / "ekman_mapping.json").read_text())
-    ekman = [*groups, "neutral"]
-    group_of = {e: ekman.index(g) for g, es in groups.items() for e in es} | {"neutral": ekman.index("neutral")}
+    out_labels = [*PASSAGE_LABELS, "neutral"]
     room = WINDOW - 2
     target = room + (windows - 1) * (room - room // 4) - room // 2  # tokens: half a window short of `windows` windows
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     for split, n in docs.items():
         s = files.read_split(src / f"{split}.tsv", len(names))
-        neutral = [t for t, ls in zip(s.texts, s.labels, strict=True) if [names[i] for i in ls] == ["neutral"]]
-        emotional = [(t, ls) for t, ls in zip(s.texts, s.labels, strict=True)
-                     if "neutral" not in [names[i] for i in ls]]
+        named = [(t, [names[i] for i in ls]) for t, ls in zip(s.texts, s.labels, strict=True)]
+        neutral = [t for t, ls in named if ls == ["neutral"]]
+        passages = [(t, ls) for t, ls in named if set(ls) <= set(PASSAGE_LABELS)]
         size = dict(zip(neutral, (len(ids) for ids in tokenizer(neutral, add_special_tokens=False)["input_ids"]),
                         strict=True))
-        rng.shuffle(emotional)
         texts, label_ids, ids = [], [], []
         for d in range(n):
             filler: list[str] = []
             while sum(size[t] for t in filler) < target:
                 filler.append(rng.choice(neutral))
-            labels: set[int] = set()
+            labels: set[str] = {"neutral"}
             if d % 4:
-                passage = [emotional.pop() for _ in range(2 if d % 3 == 0 else 1)]
+                passage = [rng.choice(passages) for _ in range(2 if d % 3 == 0 else 1)]
                 at = rng.randrange(len(filler) + 1)
                 filler[at:at] = [t for t, _ in passage]
-                labels = {group_of[names[i]] for _, ls in passage for i in ls}
+                labels = {n for _, ls in passage for n in ls}
             texts.append(" ".join(filler))
-            label_ids.append(tuple(sorted(labels or {ekman.index("neutral")})))
+            label_ids.append(tuple(sorted(out_labels.index(n) for n in labels)))
             ids.append(f"{split}-doc{d}")
         files.atomic_write(out / f"{split}.tsv", files.split_text(texts, label_ids, ids))
-    files.atomic_write(out / "emotions.txt", files.labels_text(ekman))
+    files.atomic_write(out / "emotions.txt", files.labels_text(out_labels))
 
 
 def train(data: Path, run: Path, model: str, variant: str, seed: int, cuda: bool = False) -> str:

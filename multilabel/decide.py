@@ -1,6 +1,8 @@
 """The one decision rule and the one scoring of decisions, used by training's report, predict.py, compare_runs.py
 and the bench (no torch here):
 
+    thresholds(choice, settings, where)        the thresholds a script decides with: the model's own (goemotions.json's
+                                               threshold), its per-label ones tuned on dev, or a number
     decide(scores, thresholds, at_least_one)   a label is predicted when its score is strictly above its threshold
                                                (google-research's goemotions/calculate_metrics.py: > 0.3); with
                                                at_least_one, a text that passes none gets its top-scoring label
@@ -14,7 +16,24 @@ and the bench (no torch here):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def thresholds(choice: float | str, settings: dict, where: str | Path) -> np.ndarray:
+    """--threshold: 'model' (the saved threshold), 'tuned' (per label, tuned on dev; an error where there are none)
+    or a number, as one threshold per label."""
+    from multilabel.files import MODEL_SETTINGS, UserError  # (files.py builds on this module)
+
+    labels = settings["labels"]
+    if choice == "model":
+        return np.full(len(labels), float(settings["threshold"]), dtype=np.float32)
+    if choice == "tuned":
+        if not settings["thresholds"]:
+            raise UserError(f"{where}: no tuned thresholds in {MODEL_SETTINGS}")
+        return np.array([settings["thresholds"][n] for n in labels], dtype=np.float32)
+    return np.full(len(labels), choice, dtype=np.float32)
 
 
 def decide(scores: np.ndarray, thresholds: np.ndarray | float, at_least_one: bool = False) -> np.ndarray:

@@ -155,9 +155,9 @@ def stop_when(proc: subprocess.Popen, prefix: str, sig: signal.Signals, group: b
     return "".join(seen) + out, err
 
 
-def stop_after_a_chunk(argv: list, out: Path) -> None:
-    """predict.py ARGV, stopped by SIGUSR1 once it has written a chunk of OUT: exit 99."""
-    proc = subprocess.Popen([sys.executable, ROOT / "predict.py", *map(str, argv)], cwd=ROOT, text=True,
+def stop_after_a_chunk(argv: list, out: Path, script: str = "predict.py") -> None:
+    """predict.py (or explain.py) ARGV, stopped by SIGUSR1 once it has written a chunk of OUT: exit 99."""
+    proc = subprocess.Popen([sys.executable, ROOT / script, *map(str, argv)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     progress = out.with_name(out.name + ".partial.json")
     while not progress.exists() or json.loads(progress.read_text())["chunks_done"] < 1:

@@ -1,7 +1,7 @@
-"""From labels to findings (issue 34): predict.py --keep-columns, keywords.py (G2 and Log Ratio per label) and
-rates.py (label rates by a kept column). A tiny BERT trained on real GoEmotions texts where a planted word alone
-decides a label (zebra, lion; `other` where neither is there) labels a corpus with a column, and the findings are
-checked against what was planted and against counts made here by hand."""
+"""From labels to findings (issue 34): explain.py (a number per word, per label), predict.py --keep-columns,
+keywords.py (G2 and Log Ratio per label) and rates.py (label rates by a kept column). A tiny BERT trained on real
+GoEmotions texts where a planted word alone decides a label (zebra, lion; `other` where neither is there) labels a
+corpus with a column, and the findings are checked against what was planted and against counts made here by hand."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import random
 from pathlib import Path
 
 import pytest
-from helpers import run_script, train
+from helpers import run_script, stop_after_a_chunk, train
 
 from multilabel import files, words
 
 FINDINGS_RUN = ("--epochs", "8", "--batch-size", "16", "--learning-rate", "2e-3", "--head-learning-rate", "2e-3",
-                "--precision", "fp32", "--max-length", "48", "--seed", "1")
+                "--precision", "fp32", "--max-length", "48", "--max-windows", "24", "--seed", "1")  # reads ~850 tokens
 
 
 def real_texts(goemotions_dir: Path, n: int) -> list[str]:
@@ -224,4 +224,88 @@ def test_bad_choices_are_one_line_and_write_nothing(planted_model: Path, labelle
     csv_input.write_text("text,year\nhello zebra,2020\n")
     one_line(run_script("predict.py", planted_model, "--input", csv_input, "--text-column", "text",
                         "--keep-columns", "month", "--output", out), "predict.py", "no column 'month'")
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def explain(*args: str | Path):
+    return run_script("explain.py", *args, env={"OMP_NUM_THREADS": "1"})
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("method", ["occlusion", "ig"])
+def test_the_planted_word_gets_the_top_number_for_its_label_and_spans_slice_the_text(planted_model: Path,
+                                                                                    tmp_path: Path, method: str):
+    filler = "so I went to the market and then we talked for a while about nothing much at all".split()
+    long_words = (filler * 40)[:560]  # ~580 tokens: zebra past token 512, read in windows
+    long_text = " ".join(long_words[:540] + ["zebra"] + long_words[540:])
+    rows = [{"id": "short", "text": "I saw a zebra at the zoo today"},
+            {"id": "odd", "text": "Cafe\u0301 😀 [NAME] saw a zebra\r\nthere, didn’t they?"},
+            {"id": "long", "text": long_text},
+            {"id": "lion", "text": "the lion sleeps tonight 👍🏽 naïve"},
+            {"id": "empty", "text": "   "}]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "e.jsonl"
+    r = explain(planted_model, "--input", corpus, "--output", out, "--method", method, "--ig-steps", "64")
+    assert r.returncode == 0, r.stderr
+    got = read_jsonl(out)
+    texts = {row["id"]: row["text"] for row in rows}
+    for e in got:
+        if e["label"] is None:
+            continue
+        text = texts[e["id"]]
+        assert all(text[s:t] == w for w, s, t, _ in e["words"]), e  # offsets into the text as given
+        assert [w for w, _, _, _ in e["words"]] == [text[s:t] for s, t in words.spans(text)]
+    by = {(e["id"], e["label"]): e for e in got}
+    for row_id, label in (("short", "zebra"), ("odd", "zebra"), ("long", "zebra"), ("lion", "lion")):
+        e = by[row_id, label]
+        top = max(e["words"], key=lambda w: w[3])
+        assert top[0] == label, (row_id, method, sorted(e["words"], key=lambda w: -w[3])[:3])
+        if method == "ig":
+            assert abs(e["delta"]) < 0.05, e["delta"]  # the convergence delta, recorded (about 0.7 at 16 steps)
+    long_zebra = by["long", "zebra"]
+    start = max(long_zebra["words"], key=lambda w: w[3])[1]
+    assert len(texts["long"][:start].split()) == 540  # the zebra past token 512, found where it is
+    assert any(w[0] == "Cafe\u0301" for w in by["odd", "zebra"]["words"])  # a combining accent stays in its word
+    empty = [e for e in got if e["id"] == "empty"]
+    assert len(empty) == 1 and empty[0]["label"] is None and empty[0]["error"] == "empty text"
+
+
+def test_explanations_resume_and_merge_to_the_bytes_of_one_run(planted_model: Path, labelled: Path, tmp_path: Path):
+    corpus = labelled / "corpus.jsonl"
+    opts = ["--input", corpus, "--chunk-size", "20", "--labels", "zebra", "lion"]
+    whole = tmp_path / "whole.jsonl"
+    assert explain(planted_model, *opts, "--output", whole).returncode == 0
+    stopped = tmp_path / "stopped.jsonl"
+    stop_after_a_chunk([planted_model, *opts, "--output", stopped], stopped, script="explain.py")
+    assert not stopped.exists()
+    r = explain(planted_model, *opts, "--output", stopped, "--resume")
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+    assert stopped.read_bytes() == whole.read_bytes()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for k in (1, 2):
+        assert explain(planted_model, *opts, "--output", parts / "e.jsonl", "--shard", f"{k}/2").returncode == 0
+    assert run_script("explain.py", "--merge", "--output", parts / "e.jsonl").returncode == 0
+    assert (parts / "e.jsonl").read_bytes() == whole.read_bytes()
+    assert len(read_jsonl(whole)) == 2 * 240 + 1  # every row, both labels (the bad row: one line)
+
+
+def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, tmp_path: Path):
+    corpus = labelled / "corpus.jsonl"
+    out = tmp_path / "e.jsonl"
+    one_line(explain(planted_model, "--input", corpus, "--output", out, "--labels", "tiger"), "explain.py", "tiger")
+    one_line(explain(planted_model, "--input", corpus, "--output", tmp_path / "e.tsv"), "explain.py", ".jsonl")
+    one_line(explain(planted_model, "--input", corpus, "--output", corpus.with_suffix(".jsonl")), "explain.py")
+    one_line(explain(planted_model, "--input", tmp_path / "missing.txt", "--output", out), "explain.py", "no such")
+    csv_input = tmp_path / "c.csv"
+    csv_input.write_text("text,year\nhello zebra,2020\n")
+    one_line(explain(planted_model, "--input", csv_input, "--text-column", "body", "--output", out), "explain.py",
+             "no column 'body'")
     assert not out.exists()
