@@ -171,9 +171,8 @@ def explain_row(args: argparse.Namespace, model, tokenizer, row: Row, reading: l
                 labels: list[str], thresholds: np.ndarray, chosen: list[int] | None,
                 device: torch.device) -> list[str]:
     """The output lines of one row: one a label explained, or one saying why there is none."""
-    head = {"id": row.id, "line": row.line}
     if row.error:
-        return [line({**head, "label": None, "error": row.error}, args)]
+        return [show(attribution.line(row.id, row.line, error=row.error), args)]
     read = attribution.Reading.of(tokenizer, row.text, reading)
     if read.capped:
         row.note = f"long text: read its first {reading.max_windows} windows, {read.capped} tokens unread"
@@ -186,7 +185,7 @@ def explain_row(args: argparse.Namespace, model, tokenizer, row: Row, reading: l
     targets = chosen if chosen is not None else \
         [int(j) for j in np.flatnonzero(decide.decide(scores[None, :], thresholds)[0])]
     if not targets:
-        return [line({**head, "label": None, "error": row.note}, args)]
+        return [show(attribution.line(row.id, row.line, error=row.note), args)]
     deltas = None
     if args.method == "ig":
         baseline = tokenizer.mask_token_id if args.baseline == "mask" else pad
@@ -194,17 +193,17 @@ def explain_row(args: argparse.Namespace, model, tokenizer, row: Row, reading: l
                                                               args.ig_steps, args.batch_size, device)
     else:
         _, numbers = attribution.occlusion(model, read, targets, pooling, pad, args.batch_size, device)
-    return [line({**head, "label": labels[j], "score": round(float(scores[j]), 6), "method": args.method,
-                  "words": [[row.text[s:e], s, e, round(float(v), 6)] for (s, e), v in zip(read.spans, numbers[:, c],
-                                                                                           strict=True)],
-                  "delta": None if deltas is None else round(float(deltas[c]), 6), "error": row.note}, args)
-            for c, j in enumerate(targets)]
+    return [show(attribution.line(
+        row.id, row.line, labels[j], round(float(scores[j]), 6), args.method,
+        [[row.text[s:e], s, e, round(float(v), 6)] for (s, e), v in zip(read.spans, numbers[:, c], strict=True)],
+        None if deltas is None else round(float(deltas[c]), 6), row.note), args) for c, j in enumerate(targets)]
 
 
-def line(obj: dict, args: argparse.Namespace) -> str:
-    """A JSON line; on the terminal (texts on the command line, no --output), the label and its top words."""
+def show(text: str, args: argparse.Namespace) -> str:
+    """The JSON line; on the terminal (texts on the command line, no --output), the label and its top words."""
     if args.output or args.input:
-        return json.dumps(obj, ensure_ascii=False) + "\n"
+        return text
+    obj = json.loads(text)
     if obj["label"] is None:
         return f"{obj['line']}: {obj['error'] or 'no label predicted'}\n"
     top = sorted(obj["words"], key=lambda w: -w[3])[:args.top]

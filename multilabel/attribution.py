@@ -16,17 +16,26 @@ two methods, through the model exactly as it scores the text (encoder.py: the sa
                                             (attributions' sum minus the logit's change) is returned with it
 
 A positive number: the word raises the label's score (occlusion: in score units; IG: in logit units).
+
+    line(head, ...), read_lines(path)       explain.py's output, a JSON line for each text and label: written by
+                                            explain.py, read back by findings_page.py
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from multilabel import encoder, lengths, words
+from multilabel.files import UserError
+
+KEYS = ("id", "line", "label", "score", "method", "words", "delta", "error")
 
 
 @dataclass
@@ -149,3 +158,25 @@ def special_positions(read: Reading, width: int) -> torch.Tensor:
         out[j, :before] = True
         out[j, len(window) - after:len(window)] = True
     return out
+
+
+def line(row_id: str, row_line: int, label: str | None = None, score: float | None = None, method: str | None = None,
+         numbered: list | None = None, delta: float | None = None, error: str = "") -> str:
+    """One line of explain.py's output: a label's explanation of a text (numbered: [word, start, end, number] for
+    each word), or, with no label, a text with none to explain (error: why, or empty)."""
+    obj = {"id": row_id, "line": row_line, "label": label, "score": score, "method": method,
+           "words": numbered or [], "delta": delta, "error": error}
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def read_lines(path: Path) -> Iterator[dict]:
+    """explain.py's output, a line at a time; a line that is not one it writes is a UserError naming it."""
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for n, text in enumerate(f, 1):
+            try:
+                obj = json.loads(text)
+                if not isinstance(obj, dict) or tuple(obj) != KEYS:
+                    raise ValueError("not the keys explain.py writes")
+            except ValueError as e:
+                raise UserError(f"{path}:{n}: not a line explain.py writes ({e})") from None
+            yield obj

@@ -9,10 +9,13 @@ import csv
 import json
 import math
 import random
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_script, stop_after_a_chunk, train
+from helpers import run_script, stop_after_a_chunk, train, unavailable
 
 from multilabel import files, words
 
@@ -309,3 +312,42 @@ def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, t
     one_line(explain(planted_model, "--input", csv_input, "--text-column", "body", "--output", out), "explain.py",
              "no column 'body'")
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- the page, in a real browser
+
+
+def test_the_page_renders_in_headless_chromium_with_the_planted_word_highlighted(planted_model: Path, labelled: Path,
+                                                                                 tmp_path: Path):
+    browser = shutil.which("chromium")
+    if not browser:
+        unavailable("the page test", "no chromium", "apt-get install chromium (Debian's; .ci/run does)")
+    corpus = tmp_path / "c.jsonl"
+    rows = [{"id": "zoo", "text": "I saw a zebra at the zoo <b>today</b> 😀"}, {"id": "none", "text": ""},
+            {"id": "cat", "text": "the lion sleeps tonight"}]
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    expl = tmp_path / "e.jsonl"
+    assert explain(planted_model, "--input", corpus, "--output", expl).returncode == 0
+    assert run_script("keywords.py", labelled / "labels.tsv", "--output", tmp_path / "k.json", "--plot",
+                      tmp_path / "k.png").returncode == 0
+    r = run_script("rates.py", labelled / "labels.tsv", "--by", "year", "--output", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    page = tmp_path / "page.html"
+    r = run_script("findings_page.py", expl, "--output", page, "--keywords", tmp_path / "k.json", "--rates",
+                   tmp_path / "r.json", "--image", tmp_path / "k.png")
+    assert r.returncode == 0, r.stderr
+    source = page.read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)=.(https?:)?//", source)  # nothing from a network
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [x for x in done.stderr.splitlines() if "CONSOLE" in x or "Uncaught" in x]
+    assert not console, console  # no script error
+    dom = done.stdout
+    assert 'class="expl shown"' in dom  # the page's script ran (it shows the chosen label's blocks)
+    zoo = re.search(r'<div class="text" data-line="1">.*?</div></div>', dom, re.S).group()
+    marks = re.findall(r'<mark style="[^"]*" data-weight="([^"]+)">([^<]*)</mark>', zoo)
+    assert max(marks, key=lambda m: float(m[0]))[1] == "zebra", marks
+    assert "&lt;" in zoo and "<b>" not in zoo  # the text's own markup shown as text, not obeyed
+    assert "empty text" in dom and "Keywords per label" in dom and "Rates by year" in dom
+    assert "data:image/png;base64," in dom
