@@ -70,6 +70,15 @@ def tiny_bert(minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, a real headless browser for the findings page's test (.ci/run installs it)."""
+    path = shutil.which("chromium")
+    if path is None:
+        unavailable("the page test", "no chromium on PATH", "install Debian's (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def make() -> str:
     """The make program, for the tests of the README's `make run` and `make sweep`."""
     path = shutil.which("make")

@@ -10,12 +10,11 @@ import json
 import math
 import random
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_script, stop_after_a_chunk, train, unavailable
+from helpers import run_script, stop_after_a_chunk, train
 
 from multilabel import files, words
 
@@ -317,11 +316,8 @@ def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, t
 # --------------------------------------------------------------------------- the page, in a real browser
 
 
-def test_the_page_renders_in_headless_chromium_with_the_planted_word_highlighted(planted_model: Path, labelled: Path,
-                                                                                 tmp_path: Path):
-    browser = shutil.which("chromium")
-    if not browser:
-        unavailable("the page test", "no chromium", "apt-get install chromium (Debian's; .ci/run does)")
+def test_the_page_renders_in_headless_chromium_with_the_planted_word_highlighted(chromium: str, planted_model: Path,
+                                                                                 labelled: Path, tmp_path: Path):
     corpus = tmp_path / "c.jsonl"
     rows = [{"id": "zoo", "text": "I saw a zebra at the zoo <b>today</b> 😀"}, {"id": "none", "text": ""},
             {"id": "cat", "text": "the lion sleeps tonight"}]
@@ -338,7 +334,7 @@ def test_the_page_renders_in_headless_chromium_with_the_planted_word_highlighted
     assert r.returncode == 0, r.stderr
     source = page.read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=.(https?:)?//", source)  # nothing from a network
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
                            "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     console = [x for x in done.stderr.splitlines() if "CONSOLE" in x or "Uncaught" in x]

@@ -34,10 +34,14 @@ def take_away(resource: str, tmp_path: Path) -> tuple[dict[str, str], str, str]:
         return ({"PATH": str(tmp_path / "bin")}, "tests/test_pipeline.py::"
                 "test_make_run_names_the_run_folder_from_the_model_not_from_a_folder_called_model",
                 "make is not on PATH")
+    if resource == "chromium":  # the fixture comes first: nothing is trained before the test skips
+        (tmp_path / "bin").mkdir()
+        return ({"PATH": str(tmp_path / "bin")}, "tests/test_findings.py::"
+                "test_the_page_renders_in_headless_chromium_with_the_planted_word_highlighted", "no chromium on PATH")
     raise AssertionError(resource)
 
 
-@pytest.mark.parametrize("resource", ["GoEmotions data", "MiniLM weights", "make"])
+@pytest.mark.parametrize("resource", ["GoEmotions data", "MiniLM weights", "make", "chromium"])
 @pytest.mark.parametrize("ci", ["", "true"])
 def test_a_missing_resource_skips_the_test_except_in_ci(resource: str, ci: str, tmp_path: Path):
     settings, test, reason = take_away(resource, tmp_path)
