@@ -5,6 +5,7 @@ Log Ratio (Hardie 2014: log2 of the ratio of the two relative frequencies).
 
     python keywords.py labels.tsv --output keywords.tsv --plot keywords.png     # the corpus: the one labelled
     python keywords.py labels.tsv --input corpus.jsonl --labels anger joy --top 50 --format markdown
+    python keywords.py labels.tsv --explanations expl.jsonl --output keywords.tsv   # + each word's mean number
 
     python keywords.py labels.3-of-8.tsv --counts counts.3-of-8.json   # an array task: count one shard's part
     python keywords.py --from-counts counts.*.json --output keywords.tsv  # then add the parts up
@@ -14,7 +15,8 @@ LABELS is predict.py's --output (finished, with its .meta.json); the texts are r
 the one predict.py recorded. A row predict.py could not score is not counted. Words: multilabel/words.py (stated in
 docs/findings.md). A word is listed for a label when it is over-represented in the label's texts and its G2 passes the
 cut-off: p < --alpha / the number of distinct words (Bonferroni), or --alpha as it is with --no-correction.
-Ranked by G2; ties by the word.
+Ranked by G2; ties by the word. With --explanations (explain.py's output on the same corpus), each keyword's mean
+number for the label over its occurrences in the texts explained for it: whether the model used the word.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from multilabel import corpus, files, labelled, options, outputs, tables, words
+from multilabel import attribution, corpus, files, labelled, options, outputs, tables, words
 from multilabel.files import UserError
 
 PROG = "keywords.py"
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 0
             table = keywords(counts, args.labels or counts["labels"], args.alpha, not args.no_correction, args.top)
+            if args.explanations:
+                table = with_mean_numbers(table, args.explanations)
             write(table, args)
             if args.plot:
                 files.atomic_write(args.plot, plot_png(table), "the plot")
@@ -70,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, help="the keywords (default: standard output)")
     p.add_argument("--format", choices=FORMATS, help="default: by --output's suffix (.md markdown, .json), else tsv")
     p.add_argument("--plot", type=Path, help="a PNG: each label's top words by G2, bars of Log Ratio")
+    p.add_argument("--explanations", type=Path, help="explain.py's output: each keyword's mean number, per label")
     p.add_argument("--counts", type=Path, help="only count, into this JSON file (a shard's part; --from-counts adds)")
     p.add_argument("--from-counts", nargs="+", type=Path, metavar="COUNTS", help="add up parts counted by --counts")
     options.describe_ranges(p)
@@ -79,16 +85,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def check_options(args: argparse.Namespace) -> None:
     if bool(args.labelled) == bool(args.from_counts):
         raise UserError("give a labelled corpus (predict.py's --output) or --from-counts COUNTS..., one of the two")
-    if args.counts and (args.from_counts or args.output or args.plot):
-        raise UserError("--counts only counts: it takes no --from-counts, --output or --plot")
+    if args.counts and (args.from_counts or args.output or args.plot or args.explanations):
+        raise UserError("--counts only counts: it takes no --from-counts, --output, --plot or --explanations")
 
 
 def keyword_inputs(args: argparse.Namespace) -> list[outputs.Input]:
+    given = [outputs.Input(args.explanations, "the explanations (--explanations)")] if args.explanations else []
     if args.from_counts:
-        return [outputs.Input(p, "a part's counts (--from-counts)") for p in args.from_counts]
+        return given + [outputs.Input(p, "a part's counts (--from-counts)") for p in args.from_counts]
     found = [outputs.Input(args.labelled, "the labelled corpus"),
              outputs.Input(corpus.meta_of(args.labelled), "the labelled corpus's summary")]
-    return found + ([outputs.Input(Path(args.input), "the corpus (--input)")] if args.input else [])
+    return given + found + ([outputs.Input(Path(args.input), "the corpus (--input)")] if args.input else [])
 
 
 def keyword_outputs(args: argparse.Namespace) -> list[outputs.Output]:
@@ -215,6 +222,21 @@ def keywords(counts: dict, chosen: list[str], alpha: float, correct: bool, top: 
     return table
 
 
+def with_mean_numbers(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The table with each keyword's mean number for its label (explain.py's, over the word's occurrences in the
+    texts explained for that label; empty where it has none)."""
+    total: dict[tuple[str, str], list[float]] = {}
+    for e in attribution.read_lines(path):
+        if e["label"] is not None:
+            for word, _, _, number in e["words"]:
+                total.setdefault((e["label"], words.form(word)), []).append(number)
+    means = [float(np.mean(total[k])) if k in total else float("nan") for k in zip(table.label, table.word,
+                                                                                  strict=True)]
+    out = table.assign(mean_number=means)
+    out.attrs = table.attrs
+    return out
+
+
 # ------------------------------------------------------------------------------------------ writing
 
 
@@ -228,8 +250,9 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> None:
         table.to_csv(buf, sep="\t", index=False, lineterminator="\n", float_format="%.6g")
         text = buf.getvalue()
     elif fmt == "json":
+        records = table.astype(object).where(table.notna(), None).to_dict("records")  # NaN: null
         text = json.dumps({"cut_off": cut, "texts": table.attrs["texts"], "label_texts": table.attrs["label_texts"],
-                           "keywords": table.to_dict("records")}, indent=1, ensure_ascii=False) + "\n"
+                           "keywords": records}, indent=1, ensure_ascii=False) + "\n"
     else:
         blocks = [f"Keywords per label: G2 (log-likelihood), {cut}; over-represented words only, ranked by G2. "
                   f"{table.attrs['texts']} texts."]

@@ -297,6 +297,11 @@ def test_explanations_resume_and_merge_to_the_bytes_of_one_run(planted_model: Pa
     assert run_script("explain.py", "--merge", "--output", parts / "e.jsonl").returncode == 0
     assert (parts / "e.jsonl").read_bytes() == whole.read_bytes()
     assert len(read_jsonl(whole)) == 2 * 240 + 1  # every row, both labels (the bad row: one line)
+    # keywords with each word's mean number: the model used the planted word for its label
+    r = run_script("keywords.py", labelled / "labels.tsv", "--explanations", whole, "--output", tmp_path / "k.json")
+    assert r.returncode == 0, r.stderr
+    zebra = next(k for k in json.loads((tmp_path / "k.json").read_text())["keywords"] if k["label"] == "zebra")
+    assert zebra["word"] == "zebra" and zebra["mean_number"] > 0.3, zebra
 
 
 def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, tmp_path: Path):
