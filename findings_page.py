@@ -59,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     options.describe_ranges(p)
     args = p.parse_args(argv)
     try:
+        source = Path(args.input) if args.input else corpus.recorded_input(args.explanations)
         inputs = [outputs.Input(args.explanations, "the explanations"),
                   outputs.Input(corpus.meta_of(args.explanations), "the explanations' summary"),
                   *(outputs.Input(x, "a table or plot") for x in [args.keywords, args.rates, *args.image] if x),
-                  *([outputs.Input(Path(args.input), "the corpus (--input)")] if args.input else [])]
+                  *([outputs.Input(source, "the corpus explained")] if source else [])]
         with outputs.claim(PROG, inputs, [outputs.Output(args.output, "the page (--output)")]):
             page = build(args)
             files.atomic_write(args.output, page, "the page")

@@ -95,7 +95,8 @@ def keyword_inputs(args: argparse.Namespace) -> list[outputs.Input]:
         return given + [outputs.Input(p, "a part's counts (--from-counts)") for p in args.from_counts]
     found = [outputs.Input(args.labelled, "the labelled corpus"),
              outputs.Input(corpus.meta_of(args.labelled), "the labelled corpus's summary")]
-    return given + found + ([outputs.Input(Path(args.input), "the corpus (--input)")] if args.input else [])
+    source = Path(args.input) if args.input else corpus.recorded_input(args.labelled)
+    return given + found + ([outputs.Input(source, "the corpus labelled")] if source else [])
 
 
 def keyword_outputs(args: argparse.Namespace) -> list[outputs.Output]:

@@ -264,6 +264,16 @@ def meta_of(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+def recorded_input(path: Path) -> Path | None:
+    """The corpus a finished output was made from, as its meta.json recorded it (None where it cannot be read: the
+    reader that opens the output then says why)."""
+    try:
+        source = json.loads(meta_of(path).read_text(encoding="utf-8"))["run"]["input"]
+        return Path(source) if isinstance(source, str) and Path(source).is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def declared(path: Path | None) -> list[outputs.Output]:
     """path (an --output, or its shard's name) and the files beside it, for outputs.claim: the partial output, its
     progress and the summary."""

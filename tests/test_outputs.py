@@ -25,8 +25,12 @@ sys.path.insert(0, str(ROOT))
 import bert_model  # noqa: E402
 import compare_runs  # noqa: E402
 import data_analysis  # noqa: E402
+import explain  # noqa: E402
+import findings_page  # noqa: E402
+import keywords  # noqa: E402
 import predict  # noqa: E402
 import prepare_data  # noqa: E402
+import rates  # noqa: E402
 from multilabel import outputs  # noqa: E402
 
 
@@ -78,7 +82,15 @@ def world(trained, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) ->
                      encoding="utf-8")
     corpus = tmp / "corpus.txt"
     corpus.write_text("I love this!\nWhat on earth?\n", encoding="utf-8")
-    return {"data": data, "run": run, "tiny": tiny_bert, "table": table, "corpus": corpus, "tmp": tmp}
+    posts = tmp / "posts.csv"  # labelled with a column kept, and explained: the findings scripts' inputs
+    posts.write_text("text,year\nI love this!,2019\nWhat on earth?,2020\nThanks a lot,2020\n", encoding="utf-8")
+    model = run / "model"
+    assert predict.main([str(model), "--input", str(posts), "--text-column", "text", "--keep-columns", "year",
+                         "--output", str(tmp / "labels.tsv")]) == 0
+    assert explain.main([str(model), "--input", str(posts), "--text-column", "text", "--labels", "all",
+                         "--output", str(tmp / "expl.jsonl")]) == 0
+    return {"data": data, "run": run, "tiny": tiny_bert, "table": table, "corpus": corpus, "tmp": tmp,
+            "posts": posts, "labels": tmp / "labels.tsv", "expl": tmp / "expl.jsonl"}
 
 
 def bert_model_case(w: dict) -> tuple:
@@ -117,11 +129,46 @@ def prepare_data_case(w: dict) -> tuple:
     return prepare_data.main, "prepare_data.py", argv, {"OUT_DIR": 1}, inputs
 
 
+def explain_case(w: dict) -> tuple:
+    model = w["run"] / "model"
+    argv = [model, "--input", w["corpus"], "--output", w["tmp"] / "new" / "expl.jsonl"]
+    return explain.main, "explain.py", argv, {"--output": None}, [model, model / "config.json", w["corpus"]]
+
+
+def findings_inputs(w: dict, made: Path) -> list[Path]:
+    """A labelled (or explained) corpus: the file, its summary, and the corpus it recorded."""
+    return [made, made.with_name(made.name + ".meta.json"), w["posts"]]
+
+
+def keywords_case(w: dict) -> tuple:
+    argv = [w["labels"], "--output", w["tmp"] / "new" / "k.tsv", "--plot", w["tmp"] / "new" / "k.png"]
+    return keywords.main, "keywords.py", argv, {"--output": None, "--plot": None}, findings_inputs(w, w["labels"])
+
+
+def keyword_counts_case(w: dict) -> tuple:
+    argv = [w["labels"], "--counts", w["tmp"] / "new" / "counts.json"]
+    return keywords.main, "keywords.py", argv, {"--counts": None}, findings_inputs(w, w["labels"])
+
+
+def rates_case(w: dict) -> tuple:
+    argv = [w["labels"], "--by", "year", "--output", w["tmp"] / "new" / "r.tsv", "--plot", w["tmp"] / "new" / "r.png"]
+    return rates.main, "rates.py", argv, {"--output": None, "--plot": None}, findings_inputs(w, w["labels"])[:2]
+
+
+def findings_page_case(w: dict) -> tuple:
+    argv = [w["expl"], "--output", w["tmp"] / "new" / "page.html"]
+    return findings_page.main, "findings_page.py", argv, {"--output": None}, findings_inputs(w, w["expl"])
+
+
 CASES = {"bert_model.py": bert_model_case, "predict.py": predict_case, "compare_runs.py": compare_runs_case,
-         "data_analysis.py": data_analysis_case, "prepare_data.py": prepare_data_case}
+         "data_analysis.py": data_analysis_case, "prepare_data.py": prepare_data_case, "explain.py": explain_case,
+         "keywords.py": keywords_case, "keywords.py --counts": keyword_counts_case, "rates.py": rates_case,
+         "findings_page.py": findings_page_case}
 OUTPUT_OPTIONS = {"bert_model.py": ["SAVE_FP", "--metrics-file", "--predictions-file", "--plot-file"],
                   "predict.py": ["--output"], "compare_runs.py": ["--output", "--plot"],
-                  "data_analysis.py": ["--output"], "prepare_data.py": ["OUT_DIR"]}
+                  "data_analysis.py": ["--output"], "prepare_data.py": ["OUT_DIR"], "explain.py": ["--output"],
+                  "keywords.py": ["--output", "--plot"], "keywords.py --counts": ["--counts"],
+                  "rates.py": ["--output", "--plot"], "findings_page.py": ["--output"]}
 
 
 def pointed(argv: list, option: str, at: int | None, target: Path) -> list:
