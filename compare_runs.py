@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import itertools
 import json
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multilabel import decide, files, options, outputs
+from multilabel import charts, decide, files, options, outputs
 from multilabel.files import PAPER_F1, PAPER_LABELS, PAPER_MACRO_F1, UserError
 
 # Grouping: runs whose options are equal wherever an option can change a result (files.NO_RESULT says which cannot)
@@ -602,11 +601,7 @@ def render(groups: list[Group], comparison: dict | None, fmt: str, per_label: st
 
 def plot_png(groups: list[Group]) -> bytes:
     """Per-label test F1 (mean, error bars: std over seeds) of each group beside the paper's, per taxonomy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = charts.pyplot()
     tables = by_taxonomy(groups)
     fig, axes = plt.subplots(len(tables), 1, figsize=(13, 5 * len(tables)), squeeze=False)
     for ax, table_groups in zip(axes[:, 0], tables, strict=True):
@@ -626,10 +621,7 @@ def plot_png(groups: list[Group]) -> bytes:
                      + (f" (paper macro F1 {PAPER_MACRO_F1[paper]:.2f})" if paper else ""))
         ax.legend(fontsize="small")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    return charts.png(fig)
 
 
 def runs_files(runs: list[Run]) -> list[outputs.Input]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -46,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.merge:
-            if not args.output or args.model or args.input:
-                raise UserError("--merge takes only --output (the name the shards were given)")
-            merged = corpus.declared(args.output)
-            with outputs.claim(PROG, [], [merged[0], merged[-1]]):
-                print(f"{PROG}: {corpus.merge(args.output, PROG)}", file=sys.stderr)
-            return 0
+            return corpus.merge_only(args, PROG)
         return explain(args)
     except UserError as e:
         return files.fail(PROG, e)
@@ -61,11 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="the model folder bert_model.py saved (SAVE_FP)")
     p.add_argument("texts", nargs="*", help="texts to explain (before or after the options)")
-    p.add_argument("--input", help="a file (one text a line; .tsv GoEmotions; .csv .jsonl .parquet)")
-    p.add_argument("--input-format", choices=["auto", "lines", "goemotions", "tsv", "csv", "jsonl", "parquet"],
-                   default="auto", help="default: from the suffix (.tsv is GoEmotions, or a header with --text-column)")
-    p.add_argument("--text-column", help="the text's column (header name or JSON key; default 'text')")
-    p.add_argument("--id-column", help="an id column carried through (default 'id' where there is one, else the line)")
+    corpus.add_input_options(p, stdin=False)
     p.add_argument("--output", type=Path, help="the explanations (JSON lines), complete or not at all")
     p.add_argument("--labels", nargs="+", default=["predicted"],
                    help="'predicted' (each text's predicted labels, the default), 'all', or label names")
@@ -82,9 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=options.WHOLE_1, help="CPU threads (default: torch's)")
     p.add_argument("--batch-size", type=options.WHOLE_1, default=BATCH_SIZE, help="windows a forward pass")
     p.add_argument("--chunk-size", type=options.WHOLE_1, default=CHUNK_SIZE, help="texts explained at a time")
-    p.add_argument("--shard", help="K/N: only the K-th of N equal parts, into OUTPUT.K-of-N.SUFFIX")
-    p.add_argument("--resume", action="store_true", help="continue a stopped run with the same options")
-    p.add_argument("--merge", action="store_true", help="put --output's finished shards together, in order")
+    corpus.add_run_options(p)
     options.describe_ranges(p)
     return p.parse_intermixed_args(argv)
 
@@ -106,12 +94,7 @@ def check_options(args: argparse.Namespace) -> tuple[int, int] | None:
         raise UserError("--resume and --shard need --output")
     if args.output and args.output.suffix.lower() not in (".jsonl", ".ndjson"):
         raise UserError(f"--output {args.output}: explanations are JSON lines (.jsonl)")
-    if args.shard is None:
-        return None
-    m = re.fullmatch(r"(\d+)/(\d+)", args.shard)
-    if not m or not 1 <= int(m[1]) <= int(m[2]):
-        raise UserError(f"--shard {args.shard}: expected K/N with 1 <= K <= N, e.g. 3/8")
-    return int(m[1]), int(m[2])
+    return corpus.parse_shard(args.shard)
 
 
 # ------------------------------------------------------------------------------------------ the run

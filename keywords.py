@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from multilabel import attribution, corpus, files, labelled, options, outputs, tables, words
+from multilabel import attribution, charts, corpus, files, labelled, options, outputs, tables, words
 from multilabel.files import UserError
 
 PROG = "keywords.py"
@@ -272,11 +272,7 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> None:
 
 def plot_png(table: pd.DataFrame, per_label: int = 10) -> bytes:
     """Each label's top words by G2, as bars of their Log Ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = charts.pyplot()
     chosen = [n for n in table.attrs["chosen"] if (table.label == n).any()] or table.attrs["chosen"][:1]
     cols = min(3, len(chosen))
     rows = math.ceil(len(chosen) / cols)
@@ -289,10 +285,7 @@ def plot_png(table: pd.DataFrame, per_label: int = 10) -> bytes:
         ax.set_title(f"{name}: top {len(part)} by G2", fontsize="medium")
         ax.set_xlabel("Log Ratio (log2 of the relative frequencies)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    return charts.png(fig)
 
 
 if __name__ == "__main__":

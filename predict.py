@@ -20,7 +20,6 @@ its name only when complete; --resume continues a stopped run after its last com
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -45,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.merge:
-            if not args.output or args.model or args.input:
-                raise UserError("--merge takes only --output (the name the shards were given)")
-            merged = corpus.declared(args.output)
-            with outputs.claim(PROG, [], [merged[0], merged[-1]]):  # the output and its summary
-                print(f"{PROG}: {corpus.merge(args.output, PROG)}", file=sys.stderr)
-            return 0
+            return corpus.merge_only(args, PROG)
         return label(args)
     except UserError as e:
         return files.fail(PROG, e)
@@ -60,11 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="the model folder bert_model.py saved (SAVE_FP)")
     p.add_argument("texts", nargs="*", help="texts to classify (before or after the options)")
-    p.add_argument("--input", help="a file (one text a line; .tsv GoEmotions; .csv .jsonl .parquet), or - for stdin")
-    p.add_argument("--input-format", choices=["auto", "lines", "goemotions", "tsv", "csv", "jsonl", "parquet"],
-                   default="auto", help="default: from the suffix (.tsv is GoEmotions, or a header with --text-column)")
-    p.add_argument("--text-column", help="the text's column (header name or JSON key; default 'text')")
-    p.add_argument("--id-column", help="an id column carried through (default 'id' where there is one, else the line)")
+    corpus.add_input_options(p)
     p.add_argument("--keep-columns", nargs="+", default=[], metavar="COLUMN",
                    help="input columns carried into the output (a year, a community: rates.py compares by them)")
     p.add_argument("--output", type=Path, help="write here (TSV, CSV or JSONL by suffix), complete or not at all")
@@ -84,20 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=options.WHOLE_1, default=BATCH_SIZE)
     p.add_argument("--chunk-size", type=options.WHOLE_1, default=CHUNK_SIZE,
                    help="texts read, scored and written at a time")
-    p.add_argument("--shard", help="K/N: only the K-th of N equal parts, into OUTPUT.K-of-N.SUFFIX")
-    p.add_argument("--resume", action="store_true", help="continue a stopped run with the same options")
-    p.add_argument("--merge", action="store_true", help="put --output's finished shards together, in order")
+    corpus.add_run_options(p)
     options.describe_ranges(p)
     return p.parse_intermixed_args(argv)
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    m = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not m or not 1 <= int(m[1]) <= int(m[2]):
-        raise UserError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. 3/8")
-    return int(m[1]), int(m[2])
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -130,7 +109,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def label(args: argparse.Namespace) -> int:
     check_options(args)
-    shard = parse_shard(args.shard)
+    shard = corpus.parse_shard(args.shard)
     fmt = corpus.output_format(str(args.output) if args.output else None, args.format)
     top_k = args.top_k if args.top_k is not None else (3 if fmt == "table" else 0)
     out_path = corpus.shard_path(args.output, shard) if args.output and shard else args.output

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, fisher_exact, norm
 
-from multilabel import corpus, files, labelled, outputs, tables
+from multilabel import charts, corpus, files, labelled, outputs, tables
 from multilabel.files import UserError
 
 PROG = "rates.py"
@@ -188,11 +188,7 @@ def write(table: pd.DataFrame, tests: pd.DataFrame, args: argparse.Namespace) ->
 
 def plot_png(table: pd.DataFrame, by: str) -> bytes:
     """Each label's rate per value of the column, with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = charts.pyplot()
     values = list(dict.fromkeys(table[by]))
     labels = list(dict.fromkeys(table.label))
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) * len(values) ** 0.5 + 3), 4.5))
@@ -207,10 +203,7 @@ def plot_png(table: pd.DataFrame, by: str) -> bytes:
     ax.set_title(f"Label rates by {by}, 95% Wilson intervals")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    return charts.png(fig)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@
                                                    for byte (a TSV/CSV's one header line once; JSONL as it is), and
                                                    its summary (path.meta.json, as an unsharded run's)
     Progress(prog, total, done)                    tqdm on a terminal, a line a minute in a job's log
+    add_input_options(p), add_run_options(p)       the options of a script that goes over a corpus (predict.py,
+                                                   explain.py): its input's format and columns; --shard, --resume,
+                                                   --merge; parse_shard(text) and merge_only(args, prog) for them
 
 A script's loop (predict.py's; the files beside FILE: declared(FILE), for outputs.claim):
 
@@ -27,6 +30,7 @@ A script's loop (predict.py's; the files beside FILE: declared(FILE), for output
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -57,6 +61,43 @@ class Row:
     error: str = ""  # why it is not scored; empty when it is
     note: str = ""   # scored, but not all of it read (a text longer than --max-windows windows)
     kept: dict[str, str] = field(default_factory=dict)  # the input's columns carried into the output (--keep-columns)
+
+
+# ------------------------------------------------------------------------------------ a script's options
+
+
+def add_input_options(p: argparse.ArgumentParser, stdin: bool = True) -> None:
+    p.add_argument("--input", help="a file (one text a line; .tsv GoEmotions; .csv .jsonl .parquet)"
+                   + (", or - for standard input" if stdin else ""))
+    p.add_argument("--input-format", choices=["auto", "lines", "goemotions", "tsv", "csv", "jsonl", "parquet"],
+                   default="auto", help="default: from the suffix (.tsv is GoEmotions, or a header with --text-column)")
+    p.add_argument("--text-column", help="the text's column (header name or JSON key; default 'text')")
+    p.add_argument("--id-column", help="an id column carried through (default 'id' where there is one, else the line)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", help="K/N: only the K-th of N equal parts, into OUTPUT.K-of-N.SUFFIX")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run with the same options")
+    p.add_argument("--merge", action="store_true", help="put --output's finished shards together, in order")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise UserError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. 3/8")
+    return int(m[1]), int(m[2])
+
+
+def merge_only(args: argparse.Namespace, prog: str) -> int:
+    """--merge: the shards of --output put together (and its summary), nothing else done."""
+    if not args.output or args.model or args.input:
+        raise UserError("--merge takes only --output (the name the shards were given)")
+    merged = declared(args.output)
+    with outputs.claim(prog, [], [merged[0], merged[-1]]):  # the output and its summary
+        print(f"{prog}: {merge(args.output, prog)}", file=sys.stderr)
+    return 0
 
 
 # ------------------------------------------------------------------------------------ reading the input
