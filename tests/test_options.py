@@ -15,6 +15,9 @@ import bert_model
 import compare_runs
 import download_data
 import download_transformer_model
+import explain
+import findings_page
+import keywords
 import predict
 import prepare_data
 import tune
@@ -125,6 +128,13 @@ def test_a_value_at_each_end_of_its_range_is_taken():
     (download_data.main, ["d", "--backoff", "inf"], "argument --backoff: 'inf' is not a number >= 0"),
     (download_data.main, ["d", "--timeout", "5,nan"], "argument --timeout: expected SECONDS or CONNECT,READ, each a "
                                                       "number > 0, got '5,nan'"),
+    (explain.parse_args, ["m", "hi", "--ig-steps", "1"], "argument --ig-steps: '1' is not a whole number in [2, "
+                                                         "1000]"),
+    (explain.parse_args, ["m", "hi", "--chunk-size", "0"], "argument --chunk-size: '0' is not a whole number >= 1"),
+    (keywords.parse_args, ["l", "--alpha", "1"], "argument --alpha: '1' is not a number in (0, 1)"),
+    (keywords.parse_args, ["l", "--top", "0"], "argument --top: '0' is not a whole number >= 1"),
+    (findings_page.main, ["e", "--output", "p.html", "--texts", "0"], "argument --texts: '0' is not a whole number "
+                                                                      ">= 1"),
     (download_transformer_model.parse_args, ["--retries", "-1"], "argument --retries: '-1' is not a whole number >= 0"),
     (download_transformer_model.parse_args, ["--retry-wait", "nan"], "argument --retry-wait: 'nan' is not a number "
                                                                       ">= 0"),
