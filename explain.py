@@ -160,11 +160,8 @@ def explain_row(args: argparse.Namespace, model, tokenizer, row: Row, reading: l
     if read.capped:
         row.note = f"long text: read its first {reading.max_windows} windows, {read.capped} tokens unread"
     pooling, pad = reading.pooled_by, encoder.pad_id(tokenizer)
-    with torch.no_grad():
-        ids, mask = attribution.padded(read.windows, pad)
-        base = attribution.logits_of(model, ids, mask, args.batch_size, device)
-        scores = torch.sigmoid(attribution.pooled(base, torch.zeros(len(read.windows), dtype=torch.long), 1,
-                                                  pooling))[0].numpy()
+    base = attribution.window_logits(model, read, pad, args.batch_size, device)
+    scores = attribution.text_scores(base, pooling)
     targets = chosen if chosen is not None else \
         [int(j) for j in np.flatnonzero(decide.decide(scores[None, :], thresholds)[0])]
     if not targets:
@@ -172,10 +169,10 @@ def explain_row(args: argparse.Namespace, model, tokenizer, row: Row, reading: l
     deltas = None
     if args.method == "ig":
         baseline = tokenizer.mask_token_id if args.baseline == "mask" else pad
-        _, numbers, deltas = attribution.integrated_gradients(model, read, targets, pooling, pad, baseline,
+        numbers, deltas = attribution.integrated_gradients(model, read, targets, pooling, pad, baseline,
                                                               args.ig_steps, args.batch_size, device)
     else:
-        _, numbers = attribution.occlusion(model, read, targets, pooling, pad, args.batch_size, device)
+        numbers = attribution.occlusion(model, read, base, targets, pooling, pad, args.batch_size, device)
     return [show(attribution.line(
         row.id, row.line, labels[j], round(float(scores[j]), 6), args.method,
         [[row.text[s:e], s, e, round(float(v), 6)] for (s, e), v in zip(read.spans, numbers[:, c], strict=True)],

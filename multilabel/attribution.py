@@ -4,7 +4,9 @@ two methods, through the model exactly as it scores the text (encoder.py: the sa
     Reading.of(tokenizer, text, reading)    the text's windows as encoder.encode makes them, and which word each
                                             token of each window belongs to (its offsets; special tokens, and
                                             tokens between words such as emoji and punctuation, belong to none)
-    occlusion(model, read, ...)             leave one word out: the label's score (sigmoid, pooled over the
+    window_logits(...), text_scores(base, ...)  the text scored once, as predict.py scores it (which labels to
+                                            explain, and occlusion's starting point)
+    occlusion(model, read, base, ...)       leave one word out: the label's score (sigmoid, pooled over the
                                             windows) with the word's tokens hidden from attention in every window
                                             that holds it, subtracted from the score with it. One batched forward
                                             pass of the windows a word touches, for every word
@@ -85,30 +87,38 @@ def padded(windows: list[list[int]], pad_token: int) -> tuple[torch.Tensor, torc
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def pooled(logits: torch.Tensor, owner: torch.Tensor, texts: int, pooling) -> torch.Tensor:  # noqa: ANN001
-    return encoder.pool(logits, owner, texts, pooling)
+@torch.no_grad()
+@torch.no_grad()
+def window_logits(model, read: Reading, pad_token: int, batch_size: int,  # noqa: ANN001
+                  device: torch.device) -> torch.Tensor:
+    """The text's windows' logits (windows x labels), as the model scores it."""
+    return logits_of(model, *padded(read.windows, pad_token), batch_size, device)
+
+
+def text_scores(base: torch.Tensor, pooling) -> np.ndarray:  # noqa: ANN001
+    """Every label's score of the text: its windows' logits pooled, through the sigmoid."""
+    return torch.sigmoid(encoder.pool(base, torch.zeros(len(base), dtype=torch.long), 1, pooling))[0].numpy()
 
 
 @torch.no_grad()
-def occlusion(model, read: Reading, labels: list[int], pooling, pad_token: int, batch_size: int,  # noqa: ANN001
-              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(the labels' scores, words x labels: the score minus the score without the word)."""
+def occlusion(model, read: Reading, base: torch.Tensor, labels: list[int], pooling, pad_token: int,  # noqa: ANN001
+              batch_size: int, device: torch.device) -> np.ndarray:
+    """Words x labels: the label's score minus its score without the word (base: window_logits, computed once)."""
     ids, mask = padded(read.windows, pad_token)
     n = len(read.windows)
     where = np.array([row + [-1] * (ids.shape[1] - len(row)) for row in read.word_at])  # windows x positions
-    base = logits_of(model, ids, mask, batch_size, device)
-    full = torch.sigmoid(pooled(base, torch.zeros(n, dtype=torch.long), 1, pooling))[0, labels]
+    full = torch.from_numpy(text_scores(base, pooling))[labels]
     variants = [(k, j) for k in range(len(read.spans)) for j in range(n) if (where[j] == k).any()]
     if not variants:
-        return full.numpy(), np.zeros((len(read.spans), len(labels)), dtype=np.float32)
+        return np.zeros((len(read.spans), len(labels)), dtype=np.float32)
     hidden = torch.stack([mask[j] * torch.from_numpy(where[j] != k) for k, j in variants])
     changed = logits_of(model, ids[[j for _, j in variants]], hidden, batch_size, device)
     per_word = base.repeat(len(read.spans), 1, 1)  # words x windows x labels
     for (k, j), row in zip(variants, changed, strict=True):
         per_word[k, j] = row
     owner = torch.arange(len(read.spans)).repeat_interleave(n)
-    without = torch.sigmoid(pooled(per_word.reshape(-1, base.shape[1]), owner, len(read.spans), pooling))
-    return full.numpy(), (full[None, :] - without[:, labels]).numpy()
+    without = torch.sigmoid(encoder.pool(per_word.reshape(-1, base.shape[1]), owner, len(read.spans), pooling))
+    return (full[None, :] - without[:, labels]).numpy()
 
 
 def logits_of(model, ids: torch.Tensor, mask: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -119,8 +129,8 @@ def logits_of(model, ids: torch.Tensor, mask: torch.Tensor, batch_size: int, dev
 
 def integrated_gradients(model, read: Reading, labels: list[int], pooling, pad_token: int,  # noqa: ANN001
                          baseline_token: int, steps: int, batch_size: int,
-                         device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the labels' scores, words x labels of attributions, the convergence delta of each label)."""
+                         device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(words x labels of attributions, the convergence delta of each label)."""
     from captum.attr import LayerIntegratedGradients
 
     ids, mask = padded(read.windows, pad_token)
@@ -132,7 +142,7 @@ def integrated_gradients(model, read: Reading, labels: list[int], pooling, pad_t
     def forward(flat: torch.Tensor, flat_mask: torch.Tensor) -> torch.Tensor:
         b = flat.shape[0]  # captum's steps, each the text's windows side by side
         logits = model(input_ids=flat.view(b * n, width), attention_mask=flat_mask.view(b * n, width)).logits
-        return pooled(logits.float(), torch.arange(b, device=flat.device).repeat_interleave(n), b, pooling)
+        return encoder.pool(logits.float(), torch.arange(b, device=flat.device).repeat_interleave(n), b, pooling)
 
     ig = LayerIntegratedGradients(forward, model.get_input_embeddings())
     flat, flat_mask, flat_base = (t.reshape(1, -1).to(device) for t in (ids, mask, baseline))
@@ -147,7 +157,7 @@ def integrated_gradients(model, read: Reading, labels: list[int], pooling, pad_t
         per_token = attr.sum(-1).view(n, width).detach().double().cpu().numpy()
         np.add.at(out[:, c], where[where >= 0], per_token[where >= 0])
         deltas[c] = per_token.sum() - float(logits[label] - base_logits[label])
-    return torch.sigmoid(logits[labels]).cpu().numpy(), out, deltas
+    return out, deltas
 
 
 def special_positions(read: Reading, width: int) -> torch.Tensor:
