@@ -117,14 +117,11 @@ def corpus_texts(path: Path, given: str | None, wanted: set[int]) -> dict[int, s
     meta_path = corpus.meta_of(path)
     if not meta_path.is_file():
         raise UserError(f"{path}: no {meta_path.name} beside it: not a finished explain.py --output")
-    run = files.read_json(meta_path, "explain.py's summary").get("run") or {}
-    source = given or run.get("input")
-    if not source or not Path(source).is_file():
-        raise UserError(f"{source}: no such file (the corpus {path.name} explains): give --input")
-    if files.sha256(source) != run.get("input_sha256"):
-        raise UserError(f"{source}: not the file {path.name} explains (its SHA-256 differs from the one recorded)")
+    meta = files.read_json(meta_path, "explain.py's summary")
+    if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict) or "input_sha256" not in meta["run"]:
+        raise UserError(f"{meta_path}: not explain.py's summary")
     found = {}
-    for row in corpus.read_rows(source, run["input_format"], run["text_column"], run["id_column"]):
+    for row in corpus.recorded_rows(path, meta["run"], given):
         if row.line in wanted:
             found[row.line] = row.text
             if len(found) == len(wanted):

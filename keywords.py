@@ -111,12 +111,7 @@ def keyword_outputs(args: argparse.Namespace) -> list[outputs.Output]:
 def count(args: argparse.Namespace) -> dict:
     """Words counted in the scored texts of a labelled corpus: in all of them, and in those with each label."""
     lab = labelled.Labelled.open(args.labelled)
-    source = args.input or lab.meta["run"]["input"]
-    if not Path(source).is_file():
-        raise UserError(f"{source}: no such file (the corpus {args.labelled.name} labels): give --input")
-    labelled.check_same_input(lab, source)
-    run = lab.meta["run"]
-    rows = corpus.read_rows(source, run["input_format"], run["text_column"], run["id_column"])
+    rows = corpus.recorded_rows(lab.path, lab.meta["run"], args.input)
     for _ in range(lab.first_row):  # a shard's part: its rows start later in the corpus
         next(rows, None)
     in_label = {n: Counter() for n in lab.labels}
@@ -127,7 +122,7 @@ def count(args: argparse.Namespace) -> dict:
         row = next(rows, None)
         if row is None or row.line != got.line:
             raise UserError(f"{lab.path}: its row of line {got.line} is "
-                            f"{'past the end' if row is None else f'line {row.line}'} of {source}: not its rows")
+                            f"{'past the end' if row is None else f'line {row.line}'} of its corpus: not its rows")
         if not got.scored:
             skipped += 1
             continue

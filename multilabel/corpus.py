@@ -315,6 +315,22 @@ def recorded_input(path: Path) -> Path | None:
         return None
 
 
+def recorded_rows(path: Path, run: dict, given: str | None) -> Iterator[Row]:
+    """The rows of the corpus an output was made from (`run`: its meta.json's), read as that run read them (format,
+    text and id columns); the corpus is --input if given, else the path recorded, and refused unless its SHA-256 is
+    the one recorded: the output's rows are never joined to other texts."""
+    source = given or run.get("input")
+    if run.get("input_sha256") is None:
+        raise UserError(f"{path}: made from texts on the command line or standard input: there is no corpus file to "
+                        f"read them from")
+    if not Path(source).is_file():
+        raise UserError(f"{source}: no such file (the corpus {path.name} was made from): give --input")
+    if files.sha256(source) != run["input_sha256"]:
+        raise UserError(f"{source}: not the file {path.name} was made from (its SHA-256 differs from the one "
+                        f"recorded, of {run.get('input')})")
+    return read_rows(source, run["input_format"], run["text_column"], run["id_column"])
+
+
 def declared(path: Path | None) -> list[outputs.Output]:
     """path (an --output, or its shard's name) and the files beside it, for outputs.claim: the partial output, its
     progress and the summary."""

@@ -129,10 +129,6 @@ class Labelled:
         return cls(path, meta, list(meta["thresholds"]), keep, meta["format"])
 
     @property
-    def input_sha256(self) -> str | None:
-        return self.meta["run"].get("input_sha256")
-
-    @property
     def first_row(self) -> int:
         """The input rows before this file's first (a shard holds chunks [first, end) of the input)."""
         return self.meta.get("chunks", [0])[0] * self.meta["run"]["chunk_size"]
@@ -179,14 +175,3 @@ class Labelled:
         except (TypeError, ValueError) as e:
             raise UserError(f"{self.path}:{at}: not a row predict.py writes ({e})") from None
 
-
-def check_same_input(labelled: Labelled, corpus_path: str) -> None:
-    """The corpus given is the one labelled (by SHA-256, as predict.py recorded it): else the rows would be joined to
-    another text's labels, quietly."""
-    recorded = labelled.input_sha256
-    if recorded is None:
-        raise UserError(f"{labelled.path}: labelled texts given on the command line or standard input: there is no "
-                        f"corpus file to read them from")
-    if files.sha256(corpus_path) != recorded:
-        raise UserError(f"{corpus_path}: not the file {labelled.path.name} labels (its SHA-256 differs from the one "
-                        f"predict.py recorded, of {labelled.meta['run']['input']})")
