@@ -479,24 +479,37 @@ class GridEngine:
         return int(r.stdout.strip().split(".")[0])
 
     def running(self, job_id: int) -> bool:
-        return subprocess.run(["qstat", "-j", str(job_id)], capture_output=True, timeout=30).returncode == 0
+        """Is the job in the queue (waiting, running or requeued)? Only qstat's own "do not exist" says no: a
+        qstat that fails otherwise (the qmaster slow to answer under load) is asked again."""
+        for _ in range(10):
+            r = subprocess.run(["qstat", "-j", str(job_id)], capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                return True
+            if "do not exist" in r.stdout + r.stderr:
+                return False
+            time.sleep(1)
+        raise AssertionError(f"qstat -j {job_id} keeps failing: {r.stderr.strip()[-500:]}")
 
     def wait(self, job_id: int, timeout: float = 300, records: int = 1) -> list[dict[str, str]]:
-        """Wait until the job has left the queue; its qacct records (one per run), oldest first."""
-        deadline = time.monotonic() + timeout
-        while self.running(job_id):
-            if time.monotonic() > deadline:
-                subprocess.run(["qdel", str(job_id)], capture_output=True, timeout=30)
-                raise AssertionError(f"job {job_id} still in the queue after {timeout} s: "
-                                     + subprocess.run(["qstat", "-j", str(job_id)], capture_output=True,
-                                                      text=True).stdout[-1500:])
+        """Wait until the job has left the queue and qacct has its records (one per run), oldest first. A job that
+        exits 99 is back in the queue after its first record; accounting is flushed every second (setup_sge.sh)."""
+        deadline, gone_since, found = time.monotonic() + timeout, None, []
+        while time.monotonic() < deadline:
+            if self.running(job_id):
+                gone_since = None
+            else:
+                found = self.qacct(job_id)
+                if len(found) >= records:
+                    return found
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > 30:
+                    raise AssertionError(f"job {job_id} left the queue with {len(found)} qacct records, expected "
+                                         f"{records}: {[(r.get('exit_status'), r.get('failed')) for r in found]}")
             time.sleep(0.5)
-        for _ in range(60):  # accounting is flushed every second (setup_sge.sh)
-            found = self.qacct(job_id)
-            if len(found) >= records:
-                return found
-            time.sleep(0.5)
-        raise AssertionError(f"qacct -j {job_id}: {len(found)} records, expected {records}")
+        subprocess.run(["qdel", str(job_id)], capture_output=True, timeout=30)
+        raise AssertionError(f"job {job_id} not done after {timeout} s ({len(found)} of {records} qacct records): "
+                             + subprocess.run(["qstat", "-j", str(job_id)], capture_output=True,
+                                              text=True).stdout[-1500:])
 
     def qacct(self, job_id: int) -> list[dict[str, str]]:
         r = subprocess.run(["qacct", "-j", str(job_id)], capture_output=True, text=True, timeout=30)
