@@ -6,12 +6,16 @@
 #   qsub -t 1-20 -v INPUT=$global_storage/corpus.txt predict.com     # 20 tasks, task K labels part K of 20
 #   qsub -hold_jid predict -v INPUT=$global_storage/corpus.txt,MERGE=1 predict.com   # then the 20 parts, in order
 #   switch-gpu; qsub -q short -l ngpus=1 -v INPUT=...,DEVICE=cuda predict.com          # on a GPU node
+#   qsub -N explain -t 1-20 -v INPUT=...,EXPLAIN=occlusion predict.com   # explain.py instead: why each label
 #
 # Needs the conda environment from install.com and a model folder from run_transformer_model.com
 # (MODEL; GPU nodes get no network: HF_HUB_OFFLINE=1). Writes OUTPUT (default: INPUT without its
 # suffix, plus .labels.tsv); in an array job of N tasks, task K writes OUTPUT's part K of N
 # (labels.K-of-N.tsv), and MERGE=1 (or `python predict.py --merge --output OUTPUT`) puts them together.
 # Each output appears under its name only when complete, with OUTPUT.meta.json beside it.
+# EXPLAIN=occlusion (or ig) runs explain.py the same way (shards, MERGE, requeue): a number for every word of
+# each text and label (docs/findings.md), into INPUT's .explanations.jsonl; about 13 times slower a text than
+# labelling on a CPU (bench/RESULTS.md), so give it more tasks or h_rt.
 #
 # Resources (the #$ lines) are changed on the qsub command line, which beats them; everything else is
 # a setting below, changed with qsub -v NAME=value[,NAME=value...] (no comma inside a value).
@@ -71,7 +75,9 @@ CODE_DIR=${CODE_DIR:-${SGE_O_WORKDIR:-$PWD}}          # where predict.py is (the
 CONDA_ENV=${CONDA_ENV:-$(under_g conda_environments/py3.11-go-emotions)}  # made by install.com
 MODEL=${MODEL:-$(under_g models/go-emotions/bert-base-uncased)}  # the model folder (SAVE_FP of the training job)
 INPUT=${INPUT:-}                                      # the corpus: .txt (a text a line) .tsv .csv .jsonl .parquet
-OUTPUT=${OUTPUT:-${INPUT:+${INPUT%.*}.labels.tsv}}    # .tsv, .csv or .jsonl
+EXPLAIN=${EXPLAIN:-}                                  # occlusion | ig: explain.py, not predict.py (empty: label)
+if [ -n "$EXPLAIN" ]; then SCRIPT=explain.py; SUFFIX=explanations.jsonl; else SCRIPT=predict.py; SUFFIX=labels.tsv; fi
+OUTPUT=${OUTPUT:-${INPUT:+${INPUT%.*}.$SUFFIX}}       # .tsv, .csv or .jsonl (explain.py: .jsonl)
 INPUT_FORMAT=${INPUT_FORMAT:-auto}                    # auto (from the suffix) | lines | goemotions | tsv | csv | jsonl | parquet
 TEXT_COLUMN=${TEXT_COLUMN:-}                          # default: text
 ID_COLUMN=${ID_COLUMN:-}                              # default: id where there is one, else the line number
@@ -79,19 +85,26 @@ THRESHOLD=${THRESHOLD:-model}                         # model | tuned | a number
 AT_LEAST_ONE=${AT_LEAST_ONE:-0}                       # 1: the top label where none passes its threshold
 TOP_K=${TOP_K:-0}                                     # 0: every label's score; K: the K highest only
 DEVICE=${DEVICE:-cpu}                                 # cpu | cuda
-PRECISION=${PRECISION:-}                              # default: fp32 on cpu, fp16 on cuda (fp32 bf16 fp16 int8)
+PRECISION=${PRECISION:-}                              # default: fp32 on cpu, fp16 on cuda (fp32 bf16 fp16 int8); not EXPLAIN
 BATCH_SIZE=${BATCH_SIZE:-}                            # default: predict.py's (64 on cpu, 256 on cuda)
-CHUNK_SIZE=${CHUNK_SIZE:-4096}                        # texts read, scored and written at a time
+CHUNK_SIZE=${CHUNK_SIZE:-$([ -n "$EXPLAIN" ] && echo 64 || echo 4096)}  # texts a step (a requeue waits for one)
 SHARDS=${SHARDS:-}                                    # default: the array job's task count (SGE_TASK_LAST)
 MERGE=${MERGE:-0}                                     # 1: only merge the finished shards of OUTPUT
-EXTRA_ARGS=${EXTRA_ARGS:-}                            # more predict.py options
+LABELS=${LABELS:-predicted}                           # EXPLAIN: predicted | all | label names, space-separated
+EXTRA_ARGS=${EXTRA_ARGS:-}                            # more predict.py (or explain.py) options
 DRY_RUN=${DRY_RUN:-0}                                 # 1: print the command, do not run it
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 # ------------------------------------------------------------------ check the settings
 need INPUT
 need OUTPUT
-[ -f "$CODE_DIR/predict.py" ] || die "no predict.py in CODE_DIR=$CODE_DIR: qsub from the project folder, or -v CODE_DIR=..."
+[ -f "$CODE_DIR/$SCRIPT" ] || die "no $SCRIPT in CODE_DIR=$CODE_DIR: qsub from the project folder, or -v CODE_DIR=..."
+case $EXPLAIN in
+    "") ;;
+    occlusion|ig) [ -z "$PRECISION" ] && [ "$TOP_K" = 0 ] && [ "$AT_LEAST_ONE" = 0 ] \
+                      || die "EXPLAIN=$EXPLAIN takes no PRECISION, TOP_K or AT_LEAST_ONE (predict.py's settings)" ;;
+    *) die "EXPLAIN=$EXPLAIN: use occlusion or ig (or leave it empty to label)" ;;
+esac
 case $DEVICE in
     cuda) DEVICE_FLAG=(--cuda); PRECISION=${PRECISION:-fp16}; BATCH_SIZE=${BATCH_SIZE:-256} ;;
     cpu) DEVICE_FLAG=(); PRECISION=${PRECISION:-fp32}; BATCH_SIZE=${BATCH_SIZE:-64} ;;
@@ -152,8 +165,13 @@ read -r -a EXTRA <<< "$EXTRA_ARGS"
 COLUMNS=()
 if [ -n "$TEXT_COLUMN" ]; then COLUMNS+=(--text-column "$TEXT_COLUMN"); fi
 if [ -n "$ID_COLUMN" ]; then COLUMNS+=(--id-column "$ID_COLUMN"); fi
+read -r -a LABEL_LIST <<< "$LABELS"
 if [ "$MERGE" = 1 ]; then
-    CMD=("$PYTHON" "$CODE_DIR/predict.py" --merge --output "$OUTPUT")
+    CMD=("$PYTHON" "$CODE_DIR/$SCRIPT" --merge --output "$OUTPUT")
+elif [ -n "$EXPLAIN" ]; then
+    CMD=("$PYTHON" "$CODE_DIR/explain.py" "$MODEL" --input "$INPUT" --output "$OUTPUT" --input-format "$INPUT_FORMAT"
+         "${COLUMNS[@]}" --threshold "$THRESHOLD" --labels "${LABEL_LIST[@]}" --method "$EXPLAIN"
+         --batch-size "$BATCH_SIZE" --chunk-size "$CHUNK_SIZE" "${SHARD[@]}" --resume "${DEVICE_FLAG[@]}" "${EXTRA[@]}")
 else
     CMD=("$PYTHON" "$CODE_DIR/predict.py" "$MODEL" --input "$INPUT" --output "$OUTPUT" --input-format "$INPUT_FORMAT"
          "${COLUMNS[@]}" --threshold "$THRESHOLD"
@@ -164,8 +182,8 @@ say "command: $(printf '%q ' "${CMD[@]}")"
 if [ "$DRY_RUN" = 1 ]; then say "DRY_RUN=1: not running it"; exit 0; fi
 mkdir -p "$(dirname "$OUTPUT")" || die "cannot create the folder of OUTPUT=$OUTPUT"
 
-# Grid Engine signals the job's whole process group: predict.py gets the signal itself and stops after
-# its chunk. This shell only notes it: the traps keep it alive until predict.py has stopped.
+# Grid Engine signals the job's whole process group: predict.py (explain.py) gets the signal itself and stops after
+# its chunk. This shell only notes it: the traps keep it alive until it has stopped.
 GOT_SIGNAL=""
 trap 'GOT_SIGNAL=USR1' USR1
 trap 'GOT_SIGNAL=USR2' USR2
@@ -173,12 +191,12 @@ trap 'GOT_SIGNAL=TERM' TERM
 START=$(date +%s)
 "${CMD[@]}"
 RC=$?
-say "predict.py exited $RC after $(( $(date +%s) - START )) s"
-# 99: stopped on a signal after its last complete chunk. A signal that came before predict.py could
+say "$SCRIPT exited $RC after $(( $(date +%s) - START )) s"
+# 99: stopped on a signal after its last complete chunk. A signal that came before the script could
 # catch it (while loading) killed it: requeue as well; the rerun resumes from OUTPUT.partial, if any.
 if [ "$RC" = 99 ] || { [ "$RC" != 0 ] && [ -n "$GOT_SIGNAL" ]; }; then
     say "stopped by ${GOT_SIGNAL:+SIG$GOT_SIGNAL }with its output so far in OUTPUT.partial: exit 99, so Grid Engine requeues this job and the rerun resumes"
     exit 99
 fi
-[ "$RC" = 0 ] || die "predict.py failed (exit $RC); see the lines above"
-if [ ${#SHARD[@]} -gt 0 ]; then say "done: part $TASK of $SHARDS of $OUTPUT (predict.py's last line names it)"; else say "done: $OUTPUT"; fi
+[ "$RC" = 0 ] || die "$SCRIPT failed (exit $RC); see the lines above"
+if [ ${#SHARD[@]} -gt 0 ]; then say "done: part $TASK of $SHARDS of $OUTPUT ($SCRIPT's last line names it)"; else say "done: $OUTPUT"; fi

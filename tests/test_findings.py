@@ -236,6 +236,12 @@ def explain(*args: str | Path):
     return run_script("explain.py", *args, env={"OMP_NUM_THREADS": "1"})
 
 
+def job(**settings: str | Path | int) -> subprocess.CompletedProcess[str]:
+    from test_predict import job as predict_com
+
+    return predict_com(**settings)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -290,12 +296,15 @@ def test_explanations_resume_and_merge_to_the_bytes_of_one_run(planted_model: Pa
     r = explain(planted_model, *opts, "--output", stopped, "--resume")
     assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
     assert stopped.read_bytes() == whole.read_bytes()
-    parts = tmp_path / "parts"
-    parts.mkdir()
+    # the shards as the job file runs them (an array of two tasks, then MERGE=1): explain.py --shard K/2, --merge
+    merged = tmp_path / "job" / "e.jsonl"
+    settings = {"EXPLAIN": "occlusion", "MODEL": planted_model, "INPUT": corpus, "OUTPUT": merged,
+                "LABELS": "zebra lion", "CHUNK_SIZE": 20, "OMP_NUM_THREADS": 1, "SGE_TASK_FIRST": 1, "SGE_TASK_LAST": 2}
     for k in (1, 2):
-        assert explain(planted_model, *opts, "--output", parts / "e.jsonl", "--shard", f"{k}/2").returncode == 0
-    assert run_script("explain.py", "--merge", "--output", parts / "e.jsonl").returncode == 0
-    assert (parts / "e.jsonl").read_bytes() == whole.read_bytes()
+        r = job(**settings, SGE_TASK_ID=k)
+        assert r.returncode == 0 and f"--shard {k}/2 --resume" in r.stdout, r.stdout + r.stderr
+    r = job(EXPLAIN="occlusion", INPUT=corpus, OUTPUT=merged, MERGE=1)
+    assert r.returncode == 0 and merged.read_bytes() == whole.read_bytes(), r.stdout + r.stderr
     assert len(read_jsonl(whole)) == 2 * 240 + 1  # every row, both labels (the bad row: one line)
     # keywords with each word's mean number: the model used the planted word for its label
     r = run_script("keywords.py", labelled / "labels.tsv", "--explanations", whole, "--output", tmp_path / "k.json")
@@ -307,6 +316,12 @@ def test_explanations_resume_and_merge_to_the_bytes_of_one_run(planted_model: Pa
 def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, tmp_path: Path):
     corpus = labelled / "corpus.jsonl"
     out = tmp_path / "e.jsonl"
+    for settings, needle in (({"EXPLAIN": "shap"}, "EXPLAIN=shap: use occlusion or ig"),
+                             ({"EXPLAIN": "ig", "PRECISION": "int8"}, "takes no PRECISION")):
+        r = job(MODEL=planted_model, INPUT=corpus, OUTPUT=out, **settings)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    r = job(MODEL=planted_model, INPUT=corpus, EXPLAIN="ig", DRY_RUN=1)  # the default OUTPUT: beside INPUT
+    assert f"--output {corpus.with_suffix('.explanations.jsonl')} " in r.stdout and "--chunk-size 64" in r.stdout
     one_line(explain(planted_model, "--input", corpus, "--output", out, "--labels", "tiger"), "explain.py", "tiger")
     one_line(explain(planted_model, "--input", corpus, "--output", tmp_path / "e.tsv"), "explain.py", ".jsonl")
     one_line(explain(planted_model, "--input", corpus, "--output", corpus.with_suffix(".jsonl")), "explain.py")
