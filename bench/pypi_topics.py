@@ -2,16 +2,19 @@
 
 Each example is a Python package on PyPI: its text is the package's one-line summary, its labels are the top
 levels of its "Topic :: ..." trove classifiers (Scientific/Engineering, Software Development, Internet, ...), which
-authors pick themselves, several per package. A random sample of the registry's package names (seeded) is looked up
-in PyPI's JSON API; packages without a summary or a topic are left out, and so is every package whose summary
-another package has too (templates such as "A small example package"), so that no text is in two splits.
+authors pick themselves, several per package. Two columns come with it, for findings by a column (docs/findings.md):
+`year`, the year of the package's first uploaded file (blank if none), and `licence`, the last part of its
+"License :: ..." classifier ("MIT License"; several joined by " / "; blank if none). A random sample of the
+registry's package names (seeded) is looked up in PyPI's JSON API; packages without a summary or a topic are left
+out, and so is every package whose summary another package has too (templates such as "A small example package"),
+so that no text is in two splits.
 
     python bench/pypi_topics.py OUT.csv [--packages 30000] [--seed 0] [--registry URL]
     python prepare_data.py OUT.csv DATA_DIR --id-column id --min-count 30
 
-The CSV (id, text, labels; labels joined by ",") and OUT.json beside it (the date, the counts) are the user's
-own data in the project's sense: prepare_data.py splits them. PyPI changes daily, so the set is not reproducible
-byte for byte; its date and counts are recorded. Not committed: the texts are the packages' authors'.
+The CSV (id, text, labels, year, licence; labels joined by ",") and OUT.json beside it (the date, the counts) are
+the user's own data in the project's sense: prepare_data.py splits them. PyPI changes daily, so the set is not
+reproducible byte for byte; its date and counts are recorded. Not committed: the texts are the packages' authors'.
 """
 
 from __future__ import annotations
@@ -55,15 +58,21 @@ def package_names(registry: str) -> list[str]:
     return re.findall(r'<a href="[^"]*">([^<]+)</a>', get(registry + "simple/").decode())
 
 
-def topics_of(registry: str, name: str) -> tuple[str, str, list[str]] | None:
-    """(name, summary, top-level topics) of a package, or None."""
+def topics_of(registry: str, name: str) -> tuple[str, str, list[str], str, str] | None:
+    """(name, summary, top-level topics, year of the first upload, licence) of a package, or None."""
     body = get(f"{registry}pypi/{name}/json")
     if body is None:
         return None
-    info = json.loads(body)["info"]
+    project = json.loads(body)
+    info = project["info"]
     summary = " ".join((info.get("summary") or "").split())
-    topics = sorted({c.split(" :: ")[1] for c in info.get("classifiers") or [] if c.startswith("Topic :: ")})
-    return (name, summary, topics) if summary and topics else None
+    classifiers = info.get("classifiers") or []
+    topics = sorted({c.split(" :: ")[1] for c in classifiers if c.startswith("Topic :: ")})
+    uploads = [f["upload_time"] for files in (project.get("releases") or {}).values() for f in files
+               if f.get("upload_time")]
+    year = min(uploads)[:4] if uploads else ""
+    licence = " / ".join(sorted({c.split(" :: ")[-1] for c in classifiers if c.startswith("License :: ")}))
+    return (name, summary, topics, year, licence) if summary and topics else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(names)} packages in the index; looking up {len(sample)}", file=sys.stderr)
     with ThreadPoolExecutor(args.workers) as pool:
         found = [r for r in pool.map(lambda name: topics_of(args.registry, name), sample) if r is not None]
-    shared = {s for s, n in Counter(s.casefold() for _, s, _ in found).items() if n > 1}
+    shared = {s for s, n in Counter(r[1].casefold() for r in found).items() if n > 1}
     rows = [r for r in found if r[1].casefold() not in shared]
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "text", "labels"])
-        w.writerows([name, summary, ",".join(topics)] for name, summary, topics in rows)
+        w.writerow(["id", "text", "labels", "year", "licence"])
+        w.writerows([name, summary, ",".join(topics), year, licence] for name, summary, topics, year, licence in rows)
     tmp.replace(args.out)
-    counts = Counter(t for _, _, topics in rows for t in topics)
+    counts = Counter(t for r in rows for t in r[2])
     facts = {"built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "index_packages": len(names),
              "looked_up": len(sample), "seed": args.seed, "with_summary_and_topic": len(found),
              "summary_shared_left_out": len(found) - len(rows), "rows": len(rows),

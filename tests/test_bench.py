@@ -155,7 +155,7 @@ def test_time_to_accuracy_front_ratio_and_train_cap():
 def test_pypi_topics_builds_a_dataset_from_a_registry_on_loopback(tmp_path):
     """bench/pypi_topics.py against a registry stand-in: a package with two topics is a row (after a 503, retried),
     one without a topic or summary is not, two sharing a summary are both dropped, a name whose project is gone
-    (404) is skipped."""
+    (404) is skipped; the year is the first upload's, the licence its classifier's last part (blank if none)."""
     from helpers import DataServer, Reply
 
     server = DataServer(tmp_path, prefix="/")
@@ -170,15 +170,18 @@ def test_pypi_topics_builds_a_dataset_from_a_registry_on_loopback(tmp_path):
     }
     index = "".join(f'<a href="/simple/{n}/">{n}</a>\n' for n in [*projects, "gone"])
     server.always("simple/", Reply(body=f"<!DOCTYPE html><html><body>\n{index}</body></html>".encode()))
+    releases = {"alpha": {"0.2": [{"upload_time": "2019-03-01T10:00:00"}], "0.1": [],
+                          "0.1.1": [{"upload_time": "2017-12-31T23:59:59"}, {"upload_time": "2018-01-02T00:00:00"}]}}
     for name, (summary, classifiers) in projects.items():
         server.always(f"pypi/{name}/json", Reply(body=json.dumps(
-            {"info": {"summary": summary, "classifiers": classifiers}, "releases": {}}).encode()))
+            {"info": {"summary": summary, "classifiers": classifiers}, "releases": releases.get(name, {})}).encode()))
     server.script("pypi/alpha/json", Reply(503, body=b"busy"))
     out = tmp_path / "topics.csv"
     r = run_script("bench/pypi_topics.py", out, "--registry", server.url, "--packages", "100", "--workers", "3")
     assert r.returncode == 0, r.stderr
     assert out.read_text().splitlines() == [
-        "id,text,labels", 'alpha,Fit curves to data,"Scientific/Engineering,Utilities"', "beta,A web crawler,Internet"]
+        "id,text,labels,year,licence", 'alpha,Fit curves to data,"Scientific/Engineering,Utilities",2017,MIT License',
+        "beta,A web crawler,Internet,,"]
     facts = json.loads((tmp_path / "topics.json").read_text())
     assert (facts["index_packages"], facts["looked_up"], facts["with_summary_and_topic"]) == (7, 7, 4)
     assert (facts["summary_shared_left_out"], facts["rows"], facts["labels_per_row"]) == (2, 2, 1.5)
