@@ -296,6 +296,19 @@ def test_faithfulness_smoke_explains_and_scores_each_method(trained, tmp_path):
     assert len({e["line"] for e in explained}) == 12
 
 
+def test_explain_cost_smoke_times_each_length_and_label_count(trained, tmp_path):
+    """bench/explain_cost.py on two lengths and two label counts: a row for each cell, the explanations made."""
+    _, run, _ = trained
+    r = run_script("bench/explain_cost.py", run / "model", tmp_path / "c", "--smoke", env=HIDE_GPU)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    table = (tmp_path / "c" / "table.md").read_text()
+    for row in ("| predict | 4 |", "| occlusion | 12 |", "| ig | 12 |", "| ig | process start"):
+        assert row in table, table
+    assert [len(line.split("|")) for line in table.splitlines() if line.startswith("| occlusion | 12 |")] == [10, 10]
+    explained = [json.loads(x) for x in (tmp_path / "c" / "ig-12w-2l.jsonl").read_text().splitlines()]
+    assert len(explained) == 2 * 2 and all(len(e["words"]) == 12 for e in explained)
+
+
 def test_tune_pruning_counts_and_finishes_a_pruned_trial(tiny_bert, trained, tmp_path):
     """A study of two tiny trials, the second pruned; bench/tune_pruning.py's arithmetic, then --finish."""
     import optuna
