@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             table = keywords(counts, args.labels or counts["labels"], args.alpha, not args.no_correction, args.top)
             if args.explanations:
                 table = with_mean_numbers(table, args.explanations)
+            png = plot_png(table) if args.plot else None  # drawn first: a failure writes nothing
             write(table, args)
-            if args.plot:
-                files.atomic_write(args.plot, plot_png(table), "the plot")
+            if png:
+                files.atomic_write(args.plot, png, "the plot")
         return 0
     except UserError as e:
         return files.fail(PROG, e)

@@ -51,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{', '.join(list(n)[:10])}{', ...' if len(n) > 10 else ''})")
             table = rates(n, k, chosen, args.by)
             tests = differences(n, k, chosen, args.compare)
+            png = plot_png(table, args.by) if args.plot else None  # drawn first: a failure writes nothing
             write(table, tests, args)
-            if args.plot:
-                files.atomic_write(args.plot, plot_png(table, args.by), "the plot")
+            if png:
+                files.atomic_write(args.plot, png, "the plot")
         return 0
     except UserError as e:
         return files.fail(PROG, e)
@@ -108,7 +109,8 @@ def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 the low end is 0 and at k = n the high end 1, exactly (in floats a hair off, above 0 or below 1)
+    return 0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half)
 
 
 def rates(n: dict[str, int], k: dict[str, dict[str, int]], chosen: list[str], by: str) -> pd.DataFrame:

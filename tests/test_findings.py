@@ -123,6 +123,11 @@ def test_wilson_interval_and_holm_correction_equal_hand_computed_values():
     assert (low, high) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
     assert (low, high) == pytest.approx((0.2365930905, 0.7634069095), abs=1e-9)
     assert rates.wilson(0, 20)[0] == 0.0 and rates.wilson(20, 20)[1] == 1.0
+    # exactly, for every n (in floats the formula gives a hair above 0 at n = 7, below 1 at n = 10): a rate of 0 or
+    # 1 outside its own interval made the plot's error bars negative and rates.py --plot a traceback
+    assert all(rates.wilson(0, n)[0] == 0.0 and rates.wilson(n, n)[1] == 1.0 for n in range(1, 3000))
+    table = rates.rates({"a": 7, "b": 10}, {"a": {"x": 0}, "b": {"x": 10}}, ["x"], "part")
+    assert rates.plot_png(table, "part").startswith(b"\x89PNG")
     assert rates.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06], abs=1e-12)
 
 
