@@ -8,9 +8,10 @@ rates differ between the values beyond chance.
 
 The rate of a label in a part: the texts predicted with it over the part's scored texts (a row predict.py could not
 score counts in no part; an empty value is a part of its own, shown as "(empty)"). The test of difference, per
-label: with --compare A B, the two parts' rates against each other (Fisher's exact test, two-sided); else all the
-parts at once (the chi-squared test of a label's counts against the parts, a part with no scored text left out). The
-p-values of the labels tested are corrected for their number by Holm's method (a family-wise 5% over the labels).
+label: with --compare A B, the two parts' rates against each other (Fisher's exact test, two-sided; the output then
+has those two parts' rates only); else all the parts at once (the chi-squared test of a label's counts against the
+parts, a part with no scored text left out). The p-values of the labels tested are corrected for their number by
+Holm's method (a family-wise 5% over the labels).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.compare and (missing := [v for v in args.compare if v not in n]):
                 raise UserError(f"--compare {missing[0]}: no scored text has {args.by} = {missing[0]!r} (the values: "
                                 f"{', '.join(list(n)[:10])}{', ...' if len(n) > 10 else ''})")
-            table = rates(n, k, chosen, args.by)
+            table = rates({v: n[v] for v in args.compare} if args.compare else n, k, chosen, args.by)
             tests = differences(n, k, chosen, args.compare)
             png = plot_png(table, args.by) if args.plot else None  # drawn first: a failure writes nothing
             write(table, tests, args)
@@ -65,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("labelled", type=Path, help="predict.py's --output, made with --keep-columns")
     p.add_argument("--by", required=True, help="the kept column whose values make the parts")
     p.add_argument("--labels", nargs="+", help="only these labels (default: every label)")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="test two values' rates against each other")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="test two values' rates against each other (and show only theirs)")
     p.add_argument("--output", type=Path, help="the rates and tests (default: standard output)")
     p.add_argument("--format", choices=FORMATS, help="default: by --output's suffix (.md markdown, .json), else tsv")
     p.add_argument("--plot", type=Path, help="a PNG: each label's rate per value, with its interval")

@@ -214,6 +214,21 @@ def test_rates_by_the_kept_column_are_the_hand_counts_and_the_planted_difference
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_rates_compare_shows_the_two_values_compared_only(planted_model: Path, tmp_path: Path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"a zebra {i}" if i % 2 else f"the lion {i}", "year": 2019 + i % 3})
+                              + "\n" for i in range(12)))
+    r = run_script("predict.py", planted_model, "--input", corpus, "--keep-columns", "year", "--output",
+                   tmp_path / "l.jsonl", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    r = run_script("rates.py", tmp_path / "l.jsonl", "--by", "year", "--compare", "2021", "2019", "--output",
+                   tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "r.json").read_text())
+    assert [(row["label"], row["year"], row["texts"]) for row in got["rates"] if row["label"] == "zebra"] == [
+        ("zebra", "2021", 4), ("zebra", "2019", 4)]
+
+
 def test_bad_choices_are_one_line_and_write_nothing(planted_model: Path, labelled: Path, tmp_path: Path):
     labels = labelled / "labels.tsv"
     out = tmp_path / "out.tsv"
