@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from multilabel import checkpoint, encoder, files, identity, lengths, losses, options, outputs, report
 from multilabel.checkpoint import TrainingState
-from multilabel.device import Env, all_ranks_finite, distributed, every_ranks_share, hardware, setup
+from multilabel.device import Env, all_ranks_finite, distributed, every_ranks_share, hardware, leave, setup
 from multilabel.files import UserError
 
 GOEMOTIONS_MASKS = ("[NAME]", "[RELIGION]")  # how GoEmotions masks names and religions (--add-tokens)
@@ -622,7 +622,7 @@ def evaluate_on_test(state: TrainingState, net, split: dict, args: argparse.Name
     state.model.load_state_dict(state.best["state"])
     test_probs = evaluate(net, split, args, env, pad)
     if env.world > 1:
-        dist.destroy_process_group()
+        leave()
     return test_probs
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from multilabel import files, identity, losses
-from multilabel.device import Env
+from multilabel.device import Env, leave
 from multilabel.files import UserError, mib
 
 FORMAT = "goemotions-checkpoint-3"  # 3: the data's SHA-256 and the resolved precision; the best weights once
@@ -203,5 +203,5 @@ class Stopper(StopSignals):
         self.env.log(f"{self.signal or 'stop signal'}: checkpoint written to {self.ckpt_path} {where}; "
                      f"rerun with --resume (exit {EXIT_REQUEUE}; marker {self.marker})")
         if self.env.world > 1:
-            dist.destroy_process_group()
+            leave()
         return EXIT_REQUEUE
