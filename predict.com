@@ -90,7 +90,7 @@ BATCH_SIZE=${BATCH_SIZE:-}                            # default: predict.py's (6
 CHUNK_SIZE=${CHUNK_SIZE:-$([ -n "$EXPLAIN" ] && echo 64 || echo 4096)}  # texts a step (a requeue waits for one)
 SHARDS=${SHARDS:-}                                    # default: the array job's task count (SGE_TASK_LAST)
 MERGE=${MERGE:-0}                                     # 1: only merge the finished shards of OUTPUT
-LABELS=${LABELS:-predicted}                           # EXPLAIN: predicted | all | label names, space-separated
+LABELS=${LABELS:-predicted}                           # EXPLAIN: predicted | all | label names, separated by ;
 EXTRA_ARGS=${EXTRA_ARGS:-}                            # more predict.py (or explain.py) options
 DRY_RUN=${DRY_RUN:-0}                                 # 1: print the command, do not run it
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -165,7 +165,7 @@ read -r -a EXTRA <<< "$EXTRA_ARGS"
 COLUMNS=()
 if [ -n "$TEXT_COLUMN" ]; then COLUMNS+=(--text-column "$TEXT_COLUMN"); fi
 if [ -n "$ID_COLUMN" ]; then COLUMNS+=(--id-column "$ID_COLUMN"); fi
-read -r -a LABEL_LIST <<< "$LABELS"
+IFS=';' read -r -a LABEL_LIST <<< "$LABELS"  # a name may hold spaces ("Software Development")
 if [ "$MERGE" = 1 ]; then
     CMD=("$PYTHON" "$CODE_DIR/$SCRIPT" --merge --output "$OUTPUT")
 elif [ -n "$EXPLAIN" ]; then

@@ -319,7 +319,7 @@ def test_explanations_resume_and_merge_to_the_bytes_of_one_run(planted_model: Pa
     # the shards as the job file runs them (an array of two tasks, then MERGE=1): explain.py --shard K/2, --merge
     merged = tmp_path / "job" / "e.jsonl"
     settings = {"EXPLAIN": "occlusion", "MODEL": planted_model, "INPUT": corpus, "OUTPUT": merged,
-                "LABELS": "zebra lion", "CHUNK_SIZE": 20, "OMP_NUM_THREADS": 1, "SGE_TASK_FIRST": 1, "SGE_TASK_LAST": 2}
+                "LABELS": "zebra;lion", "CHUNK_SIZE": 20, "OMP_NUM_THREADS": 1, "SGE_TASK_FIRST": 1, "SGE_TASK_LAST": 2}
     for k in (1, 2):
         r = job(**settings, SGE_TASK_ID=k)
         assert r.returncode == 0 and f"--shard {k}/2 --resume" in r.stdout, r.stdout + r.stderr
@@ -340,8 +340,9 @@ def test_explain_bad_choices_are_one_line(planted_model: Path, labelled: Path, t
                              ({"EXPLAIN": "ig", "PRECISION": "int8"}, "takes no PRECISION")):
         r = job(MODEL=planted_model, INPUT=corpus, OUTPUT=out, **settings)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
-    r = job(MODEL=planted_model, INPUT=corpus, EXPLAIN="ig", DRY_RUN=1)  # the default OUTPUT: beside INPUT
+    r = job(MODEL=planted_model, INPUT=corpus, EXPLAIN="ig", DRY_RUN=1, LABELS="Software Development;lion")
     assert f"--output {corpus.with_suffix('.explanations.jsonl')} " in r.stdout and "--chunk-size 64" in r.stdout
+    assert "--labels Software\\ Development lion --method ig" in r.stdout, r.stdout  # a name with a space: one name
     one_line(explain(planted_model, "--input", corpus, "--output", out, "--labels", "tiger"), "explain.py", "tiger")
     one_line(explain(planted_model, "--input", corpus, "--output", tmp_path / "e.tsv"), "explain.py", ".jsonl")
     one_line(explain(planted_model, "--input", corpus, "--output", corpus.with_suffix(".jsonl")), "explain.py")
