@@ -15,6 +15,7 @@ checkpoint and exits 99. Options marked [no effect on results] are the only ones
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import random
@@ -82,7 +83,7 @@ def fine_tune(args: argparse.Namespace, command: str = "") -> int:
     stopped = fit(args, env, state, net, splits, labels, pad, loss_fn, stopper)
     if stopped:
         return stopper.requeue(stopped)
-    test_probs = evaluate_on_test(state, net, splits["test"], args, env, pad)
+    test_probs = evaluate_on_test(state, net, splits["test"], args, env, pad, labels)
     if env.master:
         metrics = final_metrics(args, env, labels, splits, state, test_probs, loss_info, command, started)
         save_everything(args, env, metrics, splits["test"], test_probs, model, tokenizer, save_fp, ckpt_path)
@@ -150,9 +151,11 @@ def add_reading_options(p: argparse.ArgumentParser) -> None:
                    help="windows: tokens two consecutive windows share (default: a quarter)")
     p.add_argument("--max-windows", type=options.WHOLE_1, default=8,
                    help="windows: at most this many a text; the rest unread")
-    p.add_argument("--pooling", choices=lengths.POOLINGS, default="max", help="windows: how a text's windows' logits "
-                   "become its own (in training, the loss is taken on them); learned: a sharpness per label, from "
-                   "min through the mean to max, learned with --window-labels pooled (docs/own-data.md)")
+    p.add_argument("--pooling", choices=lengths.POOLINGS, default="tuned", help="windows: how a text's windows' "
+                   "logits become its own; tuned: per label, the pooling from max through the mean to min and the "
+                   "threshold with the best dev F1, after every epoch (the threshold saved as an offset to the "
+                   "logit, so the model decides at --threshold); learned: a sharpness per label, learned with "
+                   "--window-labels pooled (the loss taken on the pooled logits) (docs/own-data.md)")
     p.add_argument("--window-labels", choices=lengths.WINDOW_LABELS, default="each",
                    help="windows in training: each window taught every label of its document (as simpletransformers' "
                    "sliding_window; measured better, bench/RESULTS.md), or the loss on each document's pooled logits")
@@ -570,21 +573,29 @@ def end_epoch(state: TrainingState, net, splits: dict, labels: list[str], pad: i
     if env.world > 1:
         dist.all_reduce(epoch_loss)
     train_loss = epoch_loss.item() / max(n_epoch, 1) / env.world
-    dev_probs, dev_f1 = dev_progress(state, net, splits, labels, pad, epoch, n_epoch, n_epoch, args, env)
+    dev_probs, dev_f1, tuned = dev_progress(state, net, splits, labels, pad, epoch, n_epoch, n_epoch, args, env)
     state.history.append({"epoch": epoch + 1, "train_loss": train_loss, "dev_macro_f1": dev_f1,
                              "epoch_time_s": seconds, "steps": n_epoch})
     env.log(f"epoch {epoch + 1}: average loss {train_loss:.4f}, dev macro F1 {dev_f1:.4f}, time {seconds:.1f} s "
             f"({n_epoch * args.batch_size * env.world / seconds:.1f} examples/s)")
     if dev_f1 > state.best["f1"]:
         state.best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
+                      "pooling": dataclasses.asdict(tuned) if tuned else None,  # --pooling tuned: this epoch's
                          "state": {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}}
     state.order = []
 
 
 def dev_progress(state: TrainingState, net, splits: dict, labels: list[str], pad: int, epoch: int, done: int,
-                 steps: int, args: argparse.Namespace, env: Env) -> tuple[np.ndarray, float]:
-    """Dev scores and macro F1 at --threshold now, appended to SAVE_FP.dev.jsonl: (scores, F1)."""
-    dev_probs = evaluate(net, splits["dev"], args, env, pad)
+                 steps: int, args: argparse.Namespace, env: Env) -> tuple[np.ndarray, float, lengths.PerLabel | None]:
+    """Dev scores and macro F1 at --threshold now, appended to SAVE_FP.dev.jsonl: (scores, F1, and with --pooling
+    tuned each label's pooling and threshold tuned on these scores, which the scores are pooled by)."""
+    tuned = None
+    if state.reading.long_texts == "windows" and state.reading.pooling == "tuned":
+        logits = window_logits(net, splits["dev"], args, env, pad)
+        tuned = encoder.tune_pooling(logits, splits["dev"]["encoded"], splits["dev"]["y"], args.threshold)
+        dev_probs = encoder.probabilities(logits, splits["dev"]["encoded"], tuned)
+    else:
+        dev_probs = evaluate(net, splits["dev"], args, env, pad)
     dev_f1 = report.compute_metrics(splits["dev"]["y"], dev_probs, args.threshold, labels)["macro"]["f1"]
     if env.master:
         steps_per = steps_per_epoch(len(splits["train"]["y"]), args, env)
@@ -594,7 +605,7 @@ def dev_progress(state: TrainingState, net, splits: dict, labels: list[str], pad
             "seconds": time.time() - state.started})
         if done < steps:
             env.log(f"epoch {epoch + 1} step {done}/{steps}: dev macro F1 {dev_f1:.4f}")
-    return dev_probs, dev_f1
+    return dev_probs, dev_f1, tuned
 
 
 def save_checkpoint(state: TrainingState, epoch: int, step: int, stopper: checkpoint.Stopper, args: argparse.Namespace,
@@ -604,23 +615,38 @@ def save_checkpoint(state: TrainingState, epoch: int, step: int, stopper: checkp
     checkpoint.save(stopper.ckpt_path, state, vars(args), env)
 
 
-def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> np.ndarray:
-    """Scores for a whole split through predict.py's path (encoder.score), each text's windows pooled; under DDP
-    each rank scores its share of the batches and all assemble them."""
+def evaluate(net, split: dict, args: argparse.Namespace, env: Env, pad: int,
+             pooling: lengths.PerLabel | None = None) -> np.ndarray:
+    """Scores for a whole split through predict.py's path (encoder.score), each text's windows pooled (by --pooling,
+    the learned sharpness, or a tuned pooling); under DDP each rank scores its share of the batches and all assemble
+    them."""
     model = net.module if env.world > 1 else net
     return encoder.score(model, split["encoded"], args.eval_batch_size, pad, env.device, env.amp_dtype,
-                         encoder.pooling_of(model, args.pooling),
+                         pooling or encoder.pooling_of(model, args.pooling),
                          share=(env.rank, env.world), gather=every_ranks_share if env.world > 1 else None)
+
+
+def window_logits(net, split: dict, args: argparse.Namespace, env: Env, pad: int) -> np.ndarray:
+    """Every window's logits, not pooled (--pooling tuned is tuned on them)."""
+    model = net.module if env.world > 1 else net
+    out = encoder.window_logits(model, split["encoded"].windows, args.eval_batch_size, pad, env.device,
+                                env.amp_dtype, share=(env.rank, env.world))
+    return every_ranks_share(out) if env.world > 1 else out
 
 
 # ---------------------------------------------------------------------------------------- test and report
 
 
 def evaluate_on_test(state: TrainingState, net, split: dict, args: argparse.Namespace, env: Env,
-                     pad: int) -> np.ndarray:
-    """The best epoch's weights on test."""
+                     pad: int, labels: list[str]) -> np.ndarray:
+    """The best epoch's weights (and tuned pooling) on test."""
     state.model.load_state_dict(state.best["state"])
-    test_probs = evaluate(net, split, args, env, pad)
+    tuned = state.best.get("pooling")
+    if tuned:
+        state.reading = dataclasses.replace(state.reading, sharpness=tuple(tuned["sharpness"]),
+                                            offset=tuple(tuned["offset"]))
+        env.log(f"pooling tuned on dev: {state.reading.pooled_by.describe(labels, args.threshold)}")
+    test_probs = evaluate(net, split, args, env, pad, lengths.PerLabel(**tuned) if tuned else None)
     if env.world > 1:
         leave()
     return test_probs

@@ -58,7 +58,7 @@ check() {  # NAME: die unless the setting's value is valid (also used for every 
         TAXONOMY) case $TAXONOMY in original|ekman|sentiment) ;; *) die "TAXONOMY=$TAXONOMY: use original, ekman or sentiment";; esac ;;
         PRECISION) case $PRECISION in auto|fp32|bf16|fp16) ;; *) die "PRECISION=$PRECISION: use auto, fp32, bf16 or fp16";; esac ;;
         LONG_TEXTS) case $LONG_TEXTS in auto|truncate|head-tail|windows) ;; *) die "LONG_TEXTS=$LONG_TEXTS: use auto, truncate, head-tail or windows";; esac ;;
-        POOLING) case $POOLING in max|logsumexp|mean) ;; *) die "POOLING=$POOLING: use max, logsumexp or mean";; esac ;;
+        POOLING) case $POOLING in tuned|max|logsumexp|mean) ;; *) die "POOLING=$POOLING: use tuned, max, logsumexp or mean";; esac ;;
         LOSS) case $LOSS in bce|weighted-bce|focal|asl) ;; *) die "LOSS=$LOSS: use bce, weighted-bce, focal or asl";; esac ;;
     esac
 }
@@ -171,7 +171,7 @@ LEARNING_RATE=${LEARNING_RATE:-5e-5}
 MAX_LENGTH=${MAX_LENGTH:-auto}                        # auto: GoEmotions' 50, else from your training texts
 LONG_TEXTS=${LONG_TEXTS:-auto}                        # auto (GoEmotions: truncate, else windows) | truncate | head-tail | windows
 MAX_WINDOWS=${MAX_WINDOWS:-8}                         # windows: at most this many a text
-POOLING=${POOLING:-max}                               # windows: max | logsumexp | mean
+POOLING=${POOLING:-tuned}                             # windows: tuned (per label, on dev) | max | logsumexp | mean
 SEED=${SEED:-$DEFAULT_SEED}                          # see the seeds above
 THRESHOLD=${THRESHOLD:-0.3}
 TAXONOMY=${TAXONOMY:-original}                        # original | ekman | sentiment

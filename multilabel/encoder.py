@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel import files, lengths, outputs
+from multilabel import decide, files, lengths, outputs, report
 from multilabel.files import UserError
 
 ONNX_DIR = "onnx-int8"  # --precision int8: the exported, quantized model, inside the model folder
@@ -322,11 +322,14 @@ def window_logits(model, windows: list[list[int]], batch_size: int, pad_token: i
 
 
 def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int,
-         pooling: str | torch.Tensor | tuple[float, ...]) -> torch.Tensor:
+         pooling: str | torch.Tensor | tuple[float, ...] | lengths.PerLabel) -> torch.Tensor:
     """Each text's logits from its windows' (texts x labels): max, mean, log-sum-exp (a smooth max, at most
-    log(windows) above it), or with a sharpness per label (--pooling learned: a tensor, or the saved tuple) their
-    soft_pool. A text of one window keeps that window's logits exactly. Differentiable: training takes the loss on
-    these (and learns the sharpness from it)."""
+    log(windows) above it), with a sharpness per label (--pooling learned: a tensor, or the saved tuple) their
+    soft_pool, or (--pooling tuned) soft_pool plus each label's offset. A text of one window keeps that window's
+    logits exactly (plus the offset). Differentiable: training takes the loss on these (and learns the sharpness)."""
+    if isinstance(pooling, lengths.PerLabel):
+        pooled = pool(logits, owner, texts, pooling.sharpness)
+        return pooled + torch.as_tensor(pooling.offset, dtype=pooled.dtype, device=pooled.device)
     if len(owner) == texts:
         return logits
     if not isinstance(pooling, str):
@@ -339,16 +342,19 @@ def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int,
     if pooling == "mean":
         zeros = torch.zeros_like(top)
         return zeros.scatter_reduce(0, index, logits, "mean", include_self=False)
+    if pooling != "logsumexp":
+        raise ValueError(f"pool: no pooling {pooling!r} (--pooling tuned and learned pool with what was learned)")
     shift = top.detach()
     total = torch.zeros_like(top).index_add(0, owner, torch.exp(logits - shift[owner]))
     return shift + torch.log(total)
 
 
 def soft_pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, sharpness: torch.Tensor) -> torch.Tensor:
-    """(1/b) log mean_w exp(b x_w) per text and label, b the label's sharpness: max as b -> +inf, the mean at b = 0,
-    min as b -> -inf. In float64, shifted by the windows' max where b > 0 and their min where b < 0 (no exp
-    overflows, and a text of one window keeps its logit exactly); for |b| < NEAR_MEAN, the limit's first terms (the
-    mean plus b/2 times the windows' variance), so that b can cross 0 with a gradient."""
+    """(1/b) log mean_w exp(b x_w) per text and label, b the label's sharpness: max as b -> +inf (exactly from
+    b = lengths.FAR), the mean at b = 0, min as b -> -inf (from -FAR). In float64, shifted by the windows' max where
+    b > 0 and their min where b < 0 (no exp overflows, and a text of one window keeps its logit exactly); for
+    |b| < NEAR_MEAN, the limit's first terms (the mean plus b/2 times the windows' variance), so that b can cross 0
+    with a gradient."""
     x = logits.double()
     b = sharpness.double()[None, :].expand(texts, -1)
     index = owner[:, None].expand_as(x)
@@ -362,7 +368,29 @@ def soft_pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, sharpness: 
     exact = shift + torch.log(zeros.index_add(0, owner, torch.exp(safe[owner] * (x - shift[owner]))) / count) / safe
     mean = zeros.index_add(0, owner, x) / count
     spread = zeros.index_add(0, owner, (x - mean[owner]) ** 2) / count
-    return torch.where(near, mean + b / 2 * spread, exact).to(logits.dtype)
+    pooled = torch.where(near, mean + b / 2 * spread, exact)
+    return torch.where(b >= lengths.FAR, top, torch.where(b <= -lengths.FAR, low, pooled)).to(logits.dtype)
+
+
+def tune_pooling(logits: np.ndarray, encoded: Encoded, gold: np.ndarray, threshold: float) -> lengths.PerLabel:
+    """--pooling tuned, from dev's window logits: per label, the sharpness of lengths.TUNED and the threshold
+    (report.tune_thresholds) with the best F1 on these texts, the threshold kept as an offset to the pooled logit
+    (logit(threshold) - logit(tuned)), so that the scores decide at `threshold`. Where no text is read in more than
+    one window, nothing is pooled: the max and no offset (scores as under truncation)."""
+    labels = logits.shape[1]
+    sharpness, offset, best = np.full(labels, lengths.FAR), np.zeros(labels), np.full(labels, -1.0)
+    if encoded.single():
+        return lengths.PerLabel(tuple(sharpness), tuple(offset))
+    x, owner = torch.from_numpy(logits), torch.from_numpy(encoded.owner)
+    for b in lengths.TUNED:
+        with torch.no_grad():
+            probs = torch.sigmoid(pool(x, owner, encoded.texts, (b,) * labels)).numpy()
+        tuned = report.tune_thresholds(gold, probs, threshold)
+        f1 = decide.f1(*decide.counts(gold, decide.decide(probs, tuned)))
+        better = f1 > best + 1e-12
+        best[better], sharpness[better] = f1[better], b
+        offset[better] = (lengths.logit(threshold) - lengths.logit(tuned))[better]
+    return lengths.PerLabel(tuple(map(float, sharpness)), tuple(map(float, offset)))
 
 
 class WindowPooling(torch.nn.Module):
@@ -397,19 +425,22 @@ def trained_reading(model, reading: lengths.Reading) -> lengths.Reading:
 
 def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token: int,
           device: torch.device | None = None, amp_dtype: torch.dtype | None = None,
-          pooling: str | torch.Tensor | tuple[float, ...] = "max",
+          pooling: str | torch.Tensor | tuple[float, ...] | lengths.PerLabel = "max",
           share: tuple[int, int] = (0, 1), gather: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Sigmoid scores (texts x labels, float32) in the texts' order: every window scored (window_logits), pooled
     per text. (A plain list: one window a text.) With share, only this process's share of the windows is scored
     (the rest NaN), and gather puts every process's shares together before the windows are pooled."""
-    windows = encoded.windows if isinstance(encoded, Encoded) else encoded
-    single = not isinstance(encoded, Encoded) or encoded.single()  # the scores of the windows themselves
-    out = window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=single)
+    if not isinstance(encoded, Encoded):
+        encoded = Encoded(encoded, np.arange(len(encoded)), [0] * len(encoded))
+    # the scores of the windows themselves (--pooling tuned offsets them all)
+    single = encoded.single() and not isinstance(pooling, lengths.PerLabel)
+    out = window_logits(model, encoded.windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=single)
     out = gather(out) if gather else out
     return out if single else probabilities(out, encoded, pooling)
 
 
-def probabilities(logits: np.ndarray, encoded: Encoded, pooling: str | torch.Tensor | tuple[float, ...]) -> np.ndarray:
+def probabilities(logits: np.ndarray, encoded: Encoded,
+                  pooling: str | torch.Tensor | tuple[float, ...] | lengths.PerLabel) -> np.ndarray:
     if isinstance(pooling, torch.Tensor):
         pooling = pooling.detach().cpu()
     with torch.no_grad():

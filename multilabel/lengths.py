@@ -12,6 +12,9 @@ A text over the length is read one of three ways (bert_model.py --long-texts, sa
 --pooling learned: a sharpness b per label, learned with the model (--window-labels pooled) and saved with it, pools a
 text's windows' logits x as (1/b) log mean exp(b x): max as b -> +inf (a label evidenced in one passage), the mean at
 b = 0, min as b -> -inf (a label that means no such passage anywhere: any one window that has it says no).
+--pooling tuned (the default; windows taught --window-labels each): the same pooling, each label's b and threshold
+chosen on dev after every epoch (encoder.tune_pooling), the threshold saved as an offset to the pooled logit
+(PerLabel), so that the model's scores decide at its --threshold as any model's do.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from multilabel import files
 from multilabel.files import UserError
 
 LONG_TEXTS = ("truncate", "head-tail", "windows")
-POOLINGS = ("max", "logsumexp", "mean", "learned")
+POOLINGS = ("tuned", "max", "logsumexp", "mean", "learned")
 WINDOW_LABELS = ("pooled", "each")
 REPORTED = (50, 128, 256, 512)  # the share of texts over each of these lengths
 MIN_LENGTH = 8  # the fewest tokens a text (a window) is read in: --max-length
@@ -34,6 +37,31 @@ GOEMOTIONS_LENGTH = 50  # the paper's max_seq_length: what `auto` means for GoEm
 CHARS_PER_TOKEN = 100  # no token is longer (WordPiece reads a longer word as [UNK]): a text is cut at
 #                        this many characters a token needed before tokenizing, so a 5 MB broken row costs little
 #                        (read in windows, it is tokenized once more, whole, to count the tokens left unread)
+
+
+FAR = 1000.0  # encoder.soft_pool: a sharpness this far from 0 pools by the max (+) or the min (-) exactly
+# --pooling tuned: the sharpnesses tried per label on dev, from the max to the min; on a tie the first (the max) stays
+TUNED = (FAR, 10.0, 3.0, 1.0, 0.0, -1.0, -3.0, -10.0, -FAR)
+
+
+@dataclass(frozen=True)
+class PerLabel:
+    """--pooling tuned, as encoder.pool takes it: each label's sharpness b (soft_pool) and the offset added to its
+    pooled logit (the logit of --threshold less that of the threshold tuned on dev)."""
+    sharpness: tuple[float, ...]
+    offset: tuple[float, ...]
+
+    def describe(self, labels: list[str], threshold: float) -> str:
+        """Each label's pooling and the threshold it decides at: `neutral: min, threshold 0.18; ...`."""
+        names = {FAR: "max", 0.0: "mean", -FAR: "min"}
+        at = 1 / (1 + np.exp(-(logit(threshold) - np.asarray(self.offset))))
+        return "; ".join(f"{n}: {names.get(b, f'sharpness {b:g}')}, threshold {t:.2f}"
+                         for n, b, t in zip(labels, self.sharpness, at, strict=True))
+
+
+def logit(p: float | np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return np.log(p) - np.log1p(-p)
 
 
 @dataclass(frozen=True)
@@ -44,28 +72,32 @@ class Reading:
     stride: int | None = None     # windows: tokens two consecutive windows share (default: a quarter of a window)
     max_windows: int = 8          # windows: at most this many a text; the rest of a longer one is not read
     pooling: str = "max"
-    sharpness: tuple[float, ...] | None = None  # --pooling learned: each label's b, once trained
+    sharpness: tuple[float, ...] | None = None  # --pooling learned or tuned: each label's b, once trained
+    offset: tuple[float, ...] | None = None     # --pooling tuned: each label's offset, once trained
 
     @classmethod
     def of(cls, settings: dict) -> Reading:
         """From a model's goemotions.json or bert_model.py's options (a model saved before these: truncation)."""
-        sharpness = settings.get("sharpness")
+        sharpness, offset = settings.get("sharpness"), settings.get("offset")
         return cls(int(settings["max_length"]), settings.get("long_texts", "truncate"), settings.get("stride"),
                    int(settings.get("max_windows", 8)), settings.get("pooling", "max"),
-                   tuple(map(float, sharpness)) if sharpness is not None else None)
+                   tuple(map(float, sharpness)) if sharpness is not None else None,
+                   tuple(map(float, offset)) if offset is not None else None)
 
     def settings(self) -> dict:
         learned = {"sharpness": list(self.sharpness)} if self.sharpness is not None else {}
+        tuned = {"offset": list(self.offset)} if self.offset is not None else {}
         return {"max_length": self.max_length, "long_texts": self.long_texts, "stride": self.stride,
-                "max_windows": self.max_windows, "pooling": self.pooling, **learned}
+                "max_windows": self.max_windows, "pooling": self.pooling, **learned, **tuned}
 
     @property
-    def pooled_by(self) -> str | tuple[float, ...]:
-        """What encoder.score pools with: a pooling's name, or the learned sharpness of each label."""
-        if self.pooling == "learned" and self.long_texts == "windows":
-            if self.sharpness is None:
-                raise UserError("--pooling learned: no sharpness saved with the model (goemotions.json)")
-            return self.sharpness
+    def pooled_by(self) -> str | tuple[float, ...] | PerLabel:
+        """What encoder.score pools with: a pooling's name, the learned sharpness of each label, or the tuned
+        sharpness and offset of each label."""
+        if self.pooling in ("learned", "tuned") and self.long_texts == "windows":
+            if self.sharpness is None or (self.pooling == "tuned" and self.offset is None):
+                raise UserError(f"--pooling {self.pooling}: no pooling saved with the model (goemotions.json)")
+            return self.sharpness if self.pooling == "learned" else PerLabel(self.sharpness, self.offset)
         return self.pooling
 
     def unused_options(self) -> set[str]:
@@ -84,7 +116,8 @@ class Reading:
     def describe(self) -> str:
         if self.long_texts == "windows":
             stride = f"{self.stride} tokens" if self.stride is not None else "a quarter of a window"
-            pooling = "a sharpness learned per label" if self.pooling == "learned" else self.pooling
+            pooling = {"learned": "a sharpness learned per label",
+                       "tuned": "a pooling and threshold per label, tuned on dev"}.get(self.pooling, self.pooling)
             return (f"{self.max_length} tokens a window, overlapping by {stride}, at most {self.max_windows} windows a "
                     f"text, logits pooled by {pooling}")
         if self.long_texts == "head-tail":
@@ -107,6 +140,10 @@ def check(reading: Reading, model_limit: int | None, window_labels: str = "poole
     if reading.long_texts == "windows" and reading.pooling == "learned" and window_labels != "pooled":
         raise UserError("--pooling learned is learned from the loss on each document's pooled logits: give "
                         "--window-labels pooled")
+    if reading.long_texts == "windows" and reading.pooling == "tuned" and window_labels != "each":
+        raise UserError("--pooling tuned (the default) is chosen on dev from the scores of windows taught one by one "
+                        "(--window-labels each); with --window-labels pooled give --pooling max, mean, logsumexp or "
+                        "learned")
 
 
 def model_limit(tokenizer, config=None) -> int | None:

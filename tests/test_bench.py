@@ -269,19 +269,21 @@ def test_long_texts_two_variants_on_a_tiny_bert(tiny_bert, trained, tmp_path):
     assert "- windows (max): " in speed and "- truncate: " in speed
 
 
-def test_long_texts_one_passage_documents_and_learned_pooling_on_a_tiny_bert(tiny_bert, goemotions_dir, tmp_path):
+def test_long_texts_one_passage_documents_and_the_tuned_pooling_on_a_tiny_bert(tiny_bert, goemotions_dir, tmp_path):
     """bench/long_texts.py --kind one-passage (issue 33): neutral comments about 2 windows long, a passage of
-    gratitude, amusement or love in three of four, `neutral` (an absence label) in the rest; a learned pooling run."""
+    gratitude, amusement or love in three of four, `neutral` (an absence label) in the rest; a run at the defaults
+    (--pooling tuned)."""
     out = tmp_path / "op"
     r = run_script("bench/long_texts.py", out, "--model", tiny_bert, "--data", goemotions_dir, "--kind", "one-passage",
-                   "--windows", "2", "--seeds", "1", "--variants", "truncate", "windows-learned", "--docs", "16", "8",
+                   "--windows", "2", "--seeds", "1", "--variants", "truncate", "windows-tuned", "--docs", "16", "8",
                    "8", "--jobs", "1", env=HIDE_GPU)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (out / "data" / "emotions.txt").read_text().split() == ["gratitude", "amusement", "love", "neutral"]
     rows = [line.split("\t") for line in (out / "data" / "train.tsv").read_text().splitlines()]
     assert len(rows) == 16 and [row[1] for row in rows[::4]] == ["3"] * 4  # every fourth: no passage, neutral
-    assert "windows-learned-seed1: test macro F1" in r.stdout
-    assert "- windows-learned minus truncate: " in (out / "table.md").read_text()
+    assert "windows-tuned-seed1: test macro F1" in r.stdout
+    table = (out / "table.md").read_text()
+    assert "- windows-tuned minus truncate: " in table and "- truncate minus windows-tuned" not in table  # once
 
 
 def test_faithfulness_smoke_explains_and_scores_each_method(trained, tmp_path):

@@ -117,7 +117,7 @@ def test_training_job_defaults_are_the_hec_paths_and_the_paper_settings(hec: Pat
     assert cmd.startswith(f"{VENV_PYTHON} {ROOT}/bert_model.py {data}/train.tsv {data}/dev.tsv {data}/test.tsv "
                           f"{data}/emotions.txt {save}/bert-base-uncased --transformer-model bert-base-uncased "
                           "--epochs 4 --batch-size 16 --learning-rate 5e-5 --max-length auto --long-texts auto "
-                          "--max-windows 8 --pooling max --seed 42 --threshold 0.3 "
+                          "--max-windows 8 --pooling tuned --seed 42 --threshold 0.3 "
                           "--taxonomy original --loss bce --precision auto --checkpoint-every 0 "
                           "--checkpoint-minutes 10 --resume ")
     assert (f"--metrics-file {save}/bert-base-uncased.metrics.json --predictions-file "

@@ -88,7 +88,7 @@ def test_a_label_evidenced_only_after_token_512_is_learned_with_windows_not_with
     f1 = {}
     # truncation never sees the evidence, however long it trains: 2 epochs are enough to show it
     for name, reading in (("windows", ("--epochs", "6", "--max-length", "64", "--long-texts", "windows",
-                                       "--max-windows", "16", "--window-labels", "pooled")),
+                                       "--max-windows", "16", "--window-labels", "pooled", "--pooling", "max")),
                           ("truncate", ("--epochs", "2", "--max-length", "512", "--long-texts", "truncate"))):
         r = run_script(*train_args(planted, tmp_path / name, tiny_512, *common, *reading,
                                    "--metrics-file", tmp_path / f"{name}.json"))
@@ -236,6 +236,8 @@ def test_predict_shards_and_a_5_mb_text_with_windows(tiny_bert, goemotions_dir, 
     (("--compile", "--long-texts", "windows"), "--compile needs batches of fixed shapes"),
     (("--long-texts", "windows", "--pooling", "learned"), "--pooling learned is learned from the loss on each "
      "document's pooled logits: give --window-labels pooled"),
+    (("--long-texts", "windows", "--window-labels", "pooled"), "--pooling tuned (the default) is chosen on dev from "
+     "the scores of windows taught one by one (--window-labels each); with --window-labels pooled give --pooling max"),
 ])
 def test_bad_length_options_are_one_line(small_data, tiny_bert, tmp_path, option, message):
     r = run_script(*train_args(small_data, tmp_path / "m", tiny_bert, *option))
@@ -276,12 +278,6 @@ def test_learned_pooling_learns_a_presence_and_an_absence_label_where_the_defaul
     assert f1["marker"] >= 0.9 and f1["other"] >= 0.9, f1
     sharpness = json.loads((tmp_path / "learned" / files.MODEL_SETTINGS).read_text())["sharpness"]
     assert sharpness[0] > 1 and sharpness[1] < -1, sharpness  # max-like for the presence, min-like for the absence
-    # the defaults (each window taught its document's labels, max pooling): a window without the marker learns the
-    # base rate of both labels, over 0.3, and max pooling takes it for every document: `other` everywhere
-    default = run_script(*train_args(data, tmp_path / "default", tiny_bert, *MARKER_RUN, "--metrics-file",
-                                     tmp_path / "default.json"))
-    assert default.returncode == 0, default.stderr[-2000:]
-    assert per_label_f1(tmp_path / "default.json")["other"] <= 0.7
     # predict.py reads the sharpness saved with the model: its scores are training's own evaluation's
     out = run_script("predict.py", tmp_path / "learned", "--input", data / "test.tsv", "--output", tmp_path / "o.tsv")
     assert out.returncode == 0, out.stderr
@@ -293,6 +289,58 @@ def test_learned_pooling_learns_a_presence_and_an_absence_label_where_the_defaul
     texts = files.read_split(data / "test.tsv", 2).texts
     again = encoder.score(model, encoder.encode(tokenizer, texts, reading), 16, 0, pooling=reading.pooled_by)
     np.testing.assert_allclose(again, [[float(v) for v in mine[f"test{i}"]] for i in range(80)], atol=1e-6)
+
+
+def test_the_defaults_get_a_one_passage_label_and_an_absence_label_right_where_max_pooling_cannot(tiny_bert, tmp_path):
+    # issue 33's planted marker at the defaults (windows taught each, --pooling tuned): both labels right
+    data = marker_data(tmp_path / "data", {"train": 160, "dev": 40, "test": 80})
+    default = run_script(*train_args(data, tmp_path / "default", tiny_bert, *MARKER_RUN, "--metrics-file",
+                                     tmp_path / "default.json", "--predictions-file", tmp_path / "default.tsv"))
+    assert default.returncode == 0, default.stderr[-2000:]
+    log = default.stdout + default.stderr
+    assert "pooled by a pooling and threshold per label, tuned on dev" in log
+    assert "pooling tuned on dev: marker: " in log
+    f1 = per_label_f1(tmp_path / "default.json")
+    assert f1["marker"] >= 0.9 and f1["other"] >= 0.9, f1  # at --threshold 0.3: the offsets carry the tuned thresholds
+    settings = json.loads((tmp_path / "default" / files.MODEL_SETTINGS).read_text())
+    assert settings["pooling"] == "tuned" and len(settings["sharpness"]) == len(settings["offset"]) == 2
+    # predict.py pools and decides as training's own test evaluation did
+    out = run_script("predict.py", tmp_path / "default", "--input", data / "test.tsv", "--output", tmp_path / "o.tsv")
+    assert out.returncode == 0, out.stderr
+    mine = {r[0]: r[3:] for r in (x.split("\t") for x in (tmp_path / "default.tsv").read_text().splitlines()[1:])}
+    theirs = {r[0]: r[4:] for r in (x.split("\t") for x in (tmp_path / "o.tsv").read_text().splitlines()[1:])}
+    assert mine == theirs and len(mine) == 80
+    # issue 25's max pooling (the old default): a window without the marker learns the base rate of both labels,
+    # over 0.3, and max pooling takes it for every document: `other` everywhere
+    old = run_script(*train_args(data, tmp_path / "max", tiny_bert, *MARKER_RUN, "--pooling", "max",
+                                 "--metrics-file", tmp_path / "max.json"))
+    assert old.returncode == 0, old.stderr[-2000:]
+    assert per_label_f1(tmp_path / "max.json")["other"] <= 0.7
+
+
+def test_tuned_pooling_chooses_max_for_a_presence_and_min_for_an_absence_and_offsets_the_threshold():
+    # dev: 4 texts of 2 windows. Label 0, a presence: high in one window of texts 0 and 1, 0 (a score of 0.5) in
+    # every other. Label 1, an absence: low in one window of texts 0 and 1 (and high in the other), 1 elsewhere.
+    logits = np.array([[3, -3], [0, 5], [0, 5], [3, -3], [0, 1], [0, 1], [0, 1], [0, 1]], dtype=np.float32)
+    encoded = encoder.Encoded([[1]] * 8, np.repeat(np.arange(4), 2), [0] * 4)
+    gold = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    tuned = encoder.tune_pooling(logits, encoded, gold, 0.3)
+    assert tuned.sharpness[0] == lengths.FAR and tuned.sharpness[1] < 0, tuned  # the max; towards the min
+    assert tuned.offset[0] < 0, tuned  # 0.5 everywhere without the evidence: the max decides above it
+    scores = encoder.probabilities(logits, encoded, tuned)
+    assert ((scores > 0.3) == gold.astype(bool)).all(), scores  # decided at 0.3: the tuned thresholds are offsets
+    assert "label0: max, threshold 0.5" in tuned.describe(["label0", "label1"], 0.3)
+    # exactly the max and the min from FAR on
+    far = encoder.pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), 4, (lengths.FAR, -lengths.FAR))
+    assert torch.equal(far, torch.tensor([[3.0, -3], [3, -3], [0, 1], [0, 1]]))
+    # nothing read in more than one window: nothing pooled, nothing offset (scores as under truncation)
+    single = encoder.Encoded([[1]] * 4, np.arange(4), [0] * 4)
+    plain = encoder.tune_pooling(logits[::2], single, gold, 0.3)
+    assert plain.offset == (0.0, 0.0) and plain.sharpness == (lengths.FAR, lengths.FAR)
+    as_truncated = torch.sigmoid(torch.from_numpy(logits[::2])).numpy()
+    assert np.array_equal(encoder.probabilities(logits[::2], single, plain), as_truncated)
+    reading = lengths.Reading(32, "windows", None, 8, "tuned", tuned.sharpness, tuned.offset)
+    assert lengths.Reading.of(json.loads(json.dumps(reading.settings()))).pooled_by == tuned
 
 
 def test_learned_pooling_spans_min_mean_and_max_and_keeps_a_lone_windows_logits():
@@ -343,4 +391,5 @@ def test_long_text_pooling_bench_smoke(minilm, tmp_path):
     r = run_script("bench/long_text_pooling.py", tmp_path, "--smoke", "--tokenizer", minilm)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = (tmp_path / "table.md").read_text().splitlines()
-    assert len(rows) == 4 and rows[2].startswith("| each | max |") and rows[3].startswith("| pooled | learned |")
+    assert len(rows) == 5 and rows[2].startswith("| each | tuned |") and rows[4].startswith("| pooled | learned |")
+    assert rows[3].startswith("| each | max |")
