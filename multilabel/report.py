@@ -178,10 +178,16 @@ def card_length(metrics: dict) -> list[str]:
         return []
     train = metrics["lengths"]["train"]
     share = train["tokens_lost"] / train["tokens"] if train["tokens"] else 0.0
-    return [f"Texts are read as {lengths.Reading.of(metrics['reading']).describe()} (predict.py reads them the same "
+    reading = lengths.Reading.of(metrics["reading"])
+    tuned = reading.pooled_by if isinstance(reading.pooled_by, lengths.PerLabel) else None
+    return [f"Texts are read as {reading.describe()} (predict.py reads them the same "
             f"way). Training texts: median {train['median']:.0f} tokens, 99th percentile {train['p99']:.0f}, longest "
             f"{train['max']}; {train['cut']} of {train['texts']} not read whole ({100 * share:.1f}% of their tokens).",
-            ""]
+            *([] if tuned is None else [
+                "", f"Each label's windows are pooled, and its threshold set, as tuned on dev: "
+                f"{tuned.describe(metrics['labels'], metrics['threshold'])}. The thresholds are kept in the scores "
+                f"(an offset to each label's pooled logit), so a label is predicted when its score is above "
+                f"{metrics['threshold']}, as the commands above do."]), ""]
 
 
 def card_limitations(dataset: dict | None) -> list[str]:

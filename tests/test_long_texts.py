@@ -4,14 +4,17 @@ in training and in predict.py alike."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import make_tiny_bert, run_script, start, stop_after_a_chunk, stop_when, train_args, write_slice
+from helpers import ROOT, make_tiny_bert, run_script, start, stop_after_a_chunk, stop_when, train_args, write_slice
 
 from multilabel import encoder, files, lengths
 
@@ -304,6 +307,8 @@ def test_the_defaults_get_a_one_passage_label_and_an_absence_label_right_where_m
     assert f1["marker"] >= 0.9 and f1["other"] >= 0.9, f1  # at --threshold 0.3: the offsets carry the tuned thresholds
     settings = json.loads((tmp_path / "default" / files.MODEL_SETTINGS).read_text())
     assert settings["pooling"] == "tuned" and len(settings["sharpness"]) == len(settings["offset"]) == 2
+    card = (tmp_path / "default" / "README.md").read_text()
+    assert "its threshold set, as tuned on dev: marker: " in card and "predicted when its score is above 0.3" in card
     # predict.py pools and decides as training's own test evaluation did
     out = run_script("predict.py", tmp_path / "default", "--input", data / "test.tsv", "--output", tmp_path / "o.tsv")
     assert out.returncode == 0, out.stderr
@@ -316,6 +321,26 @@ def test_the_defaults_get_a_one_passage_label_and_an_absence_label_right_where_m
                                  "--metrics-file", tmp_path / "max.json"))
     assert old.returncode == 0, old.stderr[-2000:]
     assert per_label_f1(tmp_path / "max.json")["other"] <= 0.7
+
+
+def test_tuned_pooling_under_two_gloo_processes_matches_one_process_at_double_batch(minilm, tmp_path):
+    # dev's window logits are gathered from both ranks before each label's pooling is tuned on them
+    tiny = make_tiny_bert(tmp_path / "tiny0", minilm, dropout=0.0)
+    data = marker_data(tmp_path / "data", {"train": 96, "dev": 24, "test": 24})
+    common = ("--epochs", "6", "--precision", "fp32", "--max-length", "32", "--long-texts", "windows",
+              "--learning-rate", "1e-3", "--head-learning-rate", "1e-3", "--seed", "1", "--eval-batch-size", "8")
+    one = run_script(*train_args(data, tmp_path / "one", tiny, *common, "--batch-size", "8"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *map(str, train_args(data, tmp_path / "two", tiny, *common, "--batch-size", "4"))],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert (two.stdout + two.stderr).count("pooling tuned on dev: marker: ") == 1  # rank 0 logs it
+    a, b = (json.loads((tmp_path / k / files.MODEL_SETTINGS).read_text()) for k in ("one", "two"))
+    assert a["sharpness"] == b["sharpness"] and np.allclose(a["offset"], b["offset"], atol=1e-3), (a, b)
+    assert a["offset"] != [0.0, 0.0] and a["metrics"]["test"]["macro"]["f1"] > 0.9, a  # a pooling tuned, and right
+    assert a["metrics"]["test"]["macro"]["f1"] == pytest.approx(b["metrics"]["test"]["macro"]["f1"], abs=1e-6)
 
 
 def test_tuned_pooling_chooses_max_for_a_presence_and_min_for_an_absence_and_offsets_the_threshold():
