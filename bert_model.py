@@ -645,7 +645,8 @@ def evaluate_on_test(state: TrainingState, net, split: dict, args: argparse.Name
     if tuned:
         state.reading = dataclasses.replace(state.reading, sharpness=tuple(tuned["sharpness"]),
                                             offset=tuple(tuned["offset"]))
-        env.log(f"pooling tuned on dev: {state.reading.pooled_by.describe(labels, args.threshold)}")
+        env.log(f"pooling tuned on dev (its texts of more than one window): "
+                f"{state.reading.pooled_by.describe(labels, args.threshold)}")
     test_probs = evaluate(net, split, args, env, pad, lengths.PerLabel(**tuned) if tuned else None)
     if env.world > 1:
         leave()

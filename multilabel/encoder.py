@@ -326,12 +326,14 @@ def pool(logits: torch.Tensor, owner: torch.Tensor, texts: int,
     """Each text's logits from its windows' (texts x labels): max, mean, log-sum-exp (a smooth max, at most
     log(windows) above it), with a sharpness per label (--pooling learned: a tensor, or the saved tuple) their
     soft_pool, or (--pooling tuned) soft_pool plus each label's offset. A text of one window keeps that window's
-    logits exactly (plus the offset). Differentiable: training takes the loss on these (and learns the sharpness)."""
-    if isinstance(pooling, lengths.PerLabel):
-        pooled = pool(logits, owner, texts, pooling.sharpness)
-        return pooled + torch.as_tensor(pooling.offset, dtype=pooled.dtype, device=pooled.device)
+    logits exactly (no offset: its scores are a window's). Differentiable: training takes the loss on these (and
+    learns the sharpness)."""
     if len(owner) == texts:
         return logits
+    if isinstance(pooling, lengths.PerLabel):  # the offsets, to texts of more than one window only
+        pooled = soft_pool(logits, owner, texts, torch.as_tensor(pooling.sharpness, device=logits.device))
+        several = (torch.bincount(owner, minlength=texts) > 1).to(pooled.dtype)[:, None]
+        return pooled + several * torch.as_tensor(pooling.offset, dtype=pooled.dtype, device=pooled.device)
     if not isinstance(pooling, str):
         return soft_pool(logits, owner, texts, torch.as_tensor(pooling, device=logits.device))
     index = owner[:, None].expand_as(logits)
@@ -374,17 +376,18 @@ def soft_pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, sharpness: 
 
 def tune_pooling(logits: np.ndarray, encoded: Encoded, gold: np.ndarray, threshold: float) -> lengths.PerLabel:
     """--pooling tuned, from dev's window logits: per label, the sharpness of lengths.TUNED and the threshold
-    (report.tune_thresholds) with the best F1 on these texts, the threshold kept as an offset to the pooled logit
-    (logit(threshold) - logit(tuned)), so that the scores decide at `threshold`. Where no text is read in more than
-    one window, nothing is pooled: the max and no offset (scores as under truncation)."""
+    (report.tune_thresholds) with the best F1 on dev's texts of more than one window, the threshold kept as an offset
+    to those texts' pooled logit (logit(threshold) - logit(tuned)), so that the scores decide at `threshold`. A text
+    of one window keeps its window's scores. Where no label gains on the max at `threshold`: the max, no offset."""
     labels = logits.shape[1]
     sharpness, offset, best = np.full(labels, lengths.FAR), np.zeros(labels), np.full(labels, -1.0)
-    if encoded.single():
+    several = np.bincount(encoded.owner, minlength=encoded.texts) > 1
+    if not several.any():
         return lengths.PerLabel(tuple(sharpness), tuple(offset))
-    x, owner = torch.from_numpy(logits), torch.from_numpy(encoded.owner)
+    x, owner, gold = torch.from_numpy(logits), torch.from_numpy(encoded.owner), gold[several]
     for b in lengths.TUNED:
         with torch.no_grad():
-            probs = torch.sigmoid(pool(x, owner, encoded.texts, (b,) * labels)).numpy()
+            probs = torch.sigmoid(pool(x, owner, encoded.texts, (b,) * labels)).numpy()[several]
         tuned = report.tune_thresholds(gold, probs, threshold)
         f1 = decide.f1(*decide.counts(gold, decide.decide(probs, tuned)))
         better = f1 > best + 1e-12
@@ -430,11 +433,9 @@ def score(model, encoded: Encoded | list[list[int]], batch_size: int, pad_token:
     """Sigmoid scores (texts x labels, float32) in the texts' order: every window scored (window_logits), pooled
     per text. (A plain list: one window a text.) With share, only this process's share of the windows is scored
     (the rest NaN), and gather puts every process's shares together before the windows are pooled."""
-    if not isinstance(encoded, Encoded):
-        encoded = Encoded(encoded, np.arange(len(encoded)), [0] * len(encoded))
-    # the scores of the windows themselves (--pooling tuned offsets them all)
-    single = encoded.single() and not isinstance(pooling, lengths.PerLabel)
-    out = window_logits(model, encoded.windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=single)
+    windows = encoded.windows if isinstance(encoded, Encoded) else encoded
+    single = not isinstance(encoded, Encoded) or encoded.single()  # the scores of the windows themselves
+    out = window_logits(model, windows, batch_size, pad_token, device, amp_dtype, share, sigmoid=single)
     out = gather(out) if gather else out
     return out if single else probabilities(out, encoded, pooling)
 

@@ -13,8 +13,9 @@ A text over the length is read one of three ways (bert_model.py --long-texts, sa
 text's windows' logits x as (1/b) log mean exp(b x): max as b -> +inf (a label evidenced in one passage), the mean at
 b = 0, min as b -> -inf (a label that means no such passage anywhere: any one window that has it says no).
 --pooling tuned (the default; windows taught --window-labels each): the same pooling, each label's b and threshold
-chosen on dev after every epoch (encoder.tune_pooling), the threshold saved as an offset to the pooled logit
-(PerLabel), so that the model's scores decide at its --threshold as any model's do.
+chosen on dev's texts of more than one window after every epoch (encoder.tune_pooling), the threshold saved as an
+offset to such a text's pooled logit (PerLabel), so that the model's scores decide at its --threshold as any model's
+do; a text of one window keeps its window's scores.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ TUNED = (FAR, 10.0, 3.0, 1.0, 0.0, -1.0, -3.0, -10.0, -FAR)
 @dataclass(frozen=True)
 class PerLabel:
     """--pooling tuned, as encoder.pool takes it: each label's sharpness b (soft_pool) and the offset added to its
-    pooled logit (the logit of --threshold less that of the threshold tuned on dev)."""
+    pooled logit in a text of more than one window (the logit of --threshold less that of the threshold tuned on
+    dev's such texts)."""
     sharpness: tuple[float, ...]
     offset: tuple[float, ...]
 

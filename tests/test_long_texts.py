@@ -302,7 +302,7 @@ def test_the_defaults_get_a_one_passage_label_and_an_absence_label_right_where_m
     assert default.returncode == 0, default.stderr[-2000:]
     log = default.stdout + default.stderr
     assert "pooled by a pooling and threshold per label, tuned on dev" in log
-    assert "pooling tuned on dev: marker: " in log
+    assert "pooling tuned on dev (its texts of more than one window): marker: " in log
     f1 = per_label_f1(tmp_path / "default.json")
     assert f1["marker"] >= 0.9 and f1["other"] >= 0.9, f1  # at --threshold 0.3: the offsets carry the tuned thresholds
     settings = json.loads((tmp_path / "default" / files.MODEL_SETTINGS).read_text())
@@ -336,7 +336,8 @@ def test_tuned_pooling_under_two_gloo_processes_matches_one_process_at_double_ba
                           *map(str, train_args(data, tmp_path / "two", tiny, *common, "--batch-size", "4"))],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert (two.stdout + two.stderr).count("pooling tuned on dev: marker: ") == 1  # rank 0 logs it
+    logged = (two.stdout + two.stderr).count("pooling tuned on dev (its texts of more than one window): marker: ")
+    assert logged == 1  # rank 0 logs it
     a, b = (json.loads((tmp_path / k / files.MODEL_SETTINGS).read_text()) for k in ("one", "two"))
     assert a["sharpness"] == b["sharpness"] and np.allclose(a["offset"], b["offset"], atol=1e-3), (a, b)
     assert a["offset"] != [0.0, 0.0] and a["metrics"]["test"]["macro"]["f1"] > 0.9, a  # a pooling tuned, and right
@@ -346,24 +347,27 @@ def test_tuned_pooling_under_two_gloo_processes_matches_one_process_at_double_ba
 def test_tuned_pooling_chooses_max_for_a_presence_and_min_for_an_absence_and_offsets_the_threshold():
     # dev: 4 texts of 2 windows. Label 0, a presence: high in one window of texts 0 and 1, 0 (a score of 0.5) in
     # every other. Label 1, an absence: low in one window of texts 0 and 1 (and high in the other), 1 elsewhere.
-    logits = np.array([[3, -3], [0, 5], [0, 5], [3, -3], [0, 1], [0, 1], [0, 1], [0, 1]], dtype=np.float32)
-    encoded = encoder.Encoded([[1]] * 8, np.repeat(np.arange(4), 2), [0] * 4)
-    gold = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    # A fifth text, of one window, keeps its window's scores, and is not tuned on.
+    logits = np.array([[3, -3], [0, 5], [0, 5], [3, -3], [0, 1], [0, 1], [0, 1], [0, 1], [0.1, -0.2]],
+                      dtype=np.float32)
+    encoded = encoder.Encoded([[1]] * 9, np.array([0, 0, 1, 1, 2, 2, 3, 3, 4]), [0] * 5)
+    gold = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])
     tuned = encoder.tune_pooling(logits, encoded, gold, 0.3)
     assert tuned.sharpness[0] == lengths.FAR and tuned.sharpness[1] < 0, tuned  # the max; towards the min
     assert tuned.offset[0] < 0, tuned  # 0.5 everywhere without the evidence: the max decides above it
     scores = encoder.probabilities(logits, encoded, tuned)
-    assert ((scores > 0.3) == gold.astype(bool)).all(), scores  # decided at 0.3: the tuned thresholds are offsets
+    assert ((scores[:4] > 0.3) == gold[:4].astype(bool)).all(), scores  # at 0.3: the tuned thresholds are offsets
+    assert np.array_equal(scores[4], torch.sigmoid(torch.from_numpy(logits[8])).numpy())  # a window's own scores
     assert "label0: max, threshold 0.5" in tuned.describe(["label0", "label1"], 0.3)
     # exactly the max and the min from FAR on
-    far = encoder.pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), 4, (lengths.FAR, -lengths.FAR))
-    assert torch.equal(far, torch.tensor([[3.0, -3], [3, -3], [0, 1], [0, 1]]))
+    far = encoder.pool(torch.from_numpy(logits), torch.from_numpy(encoded.owner), 5, (lengths.FAR, -lengths.FAR))
+    assert torch.equal(far, torch.tensor([[3.0, -3], [3, -3], [0, 1], [0, 1], [0.1, -0.2]]))
     # nothing read in more than one window: nothing pooled, nothing offset (scores as under truncation)
     single = encoder.Encoded([[1]] * 4, np.arange(4), [0] * 4)
-    plain = encoder.tune_pooling(logits[::2], single, gold, 0.3)
+    plain = encoder.tune_pooling(logits[:8:2], single, gold[:4], 0.3)
     assert plain.offset == (0.0, 0.0) and plain.sharpness == (lengths.FAR, lengths.FAR)
-    as_truncated = torch.sigmoid(torch.from_numpy(logits[::2])).numpy()
-    assert np.array_equal(encoder.probabilities(logits[::2], single, plain), as_truncated)
+    as_truncated = torch.sigmoid(torch.from_numpy(logits[:8:2])).numpy()
+    assert np.array_equal(encoder.probabilities(logits[:8:2], single, plain), as_truncated)
     reading = lengths.Reading(32, "windows", None, 8, "tuned", tuned.sharpness, tuned.offset)
     assert lengths.Reading.of(json.loads(json.dumps(reading.settings()))).pooled_by == tuned
 
