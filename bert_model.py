@@ -580,7 +580,7 @@ def end_epoch(state: TrainingState, net, splits: dict, labels: list[str], pad: i
             f"({n_epoch * args.batch_size * env.world / seconds:.1f} examples/s)")
     if dev_f1 > state.best["f1"]:
         state.best = {"f1": dev_f1, "epoch": epoch + 1, "dev_probs": torch.from_numpy(dev_probs),
-                      "pooling": dataclasses.asdict(tuned) if tuned else None,  # --pooling tuned: this epoch's
+                         "pooling": dataclasses.asdict(tuned) if tuned else None,  # --pooling tuned's choice
                          "state": {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}}
     state.order = []
 

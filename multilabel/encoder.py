@@ -377,8 +377,9 @@ def soft_pool(logits: torch.Tensor, owner: torch.Tensor, texts: int, sharpness: 
 def tune_pooling(logits: np.ndarray, encoded: Encoded, gold: np.ndarray, threshold: float) -> lengths.PerLabel:
     """--pooling tuned, from dev's window logits: per label, the sharpness of lengths.TUNED and the threshold
     (report.tune_thresholds) with the best F1 on dev's texts of more than one window, the threshold kept as an offset
-    to those texts' pooled logit (logit(threshold) - logit(tuned)), so that the scores decide at `threshold`. A text
-    of one window keeps its window's scores. Where no label gains on the max at `threshold`: the max, no offset."""
+    to those texts' pooled logit (logit(threshold) - logit(tuned)), so that the scores decide at `threshold`. On a
+    tie the earlier of lengths.TUNED (nearer the max) stays; a threshold moves only where it beats `threshold` on
+    dev. A text of one window keeps its window's scores; where dev has no longer text, nothing is tuned."""
     labels = logits.shape[1]
     sharpness, offset, best = np.full(labels, lengths.FAR), np.zeros(labels), np.full(labels, -1.0)
     several = np.bincount(encoded.owner, minlength=encoded.texts) > 1
