@@ -2,10 +2,11 @@
 comments, half of them with a marker word pair far in (past the first 512-token window), labels `marker` (the pair is
 there: evidence in one passage) and `other` (it is not: an absence label, as GoEmotions' neutral). bert_model.py is
 run at its defaults (windows of --max-length auto, each window taught its document's labels, --pooling tuned) with
-the issue's options (3 epochs, batch 8, learning rate 1e-4), and, for the record, with issue 25's max pooling.
+the issue's options (3 epochs, batch 8, learning rate 1e-4); for the record, with issue 25's max pooling, and with
+shorter windows (128 or 256 tokens, more of them: at most --max-windows 8, so a text's last tokens may go unread).
 
     python bench/planted_marker.py OUT_DIR --model MINILM_DIR [--data ../shared/data/goemotions] [--seeds 1]
-        [--variants defaults max] [--docs 240 60 120] [--jobs 2]
+        [--variants defaults max window-128 window-256] [--docs 240 60 120] [--jobs 2]
 
 OUT_DIR/data: the documents (about --words words each; the pair placed about --at words in).
 OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again), its log beside.
@@ -32,7 +33,9 @@ from multilabel import files, lengths  # noqa: E402
 
 MARKER = "violet lighthouse"  # two plain words that no neutral comment puts together
 LABELS = ("marker", "other")
-VARIANTS = {"defaults": [], "max": ["--pooling", "max"]}  # max: issue 25's pooling, the default before issue 33
+# max: issue 25's pooling, the default before issue 33; 128 and 256: shorter windows, more of them (the defaults else)
+VARIANTS = {"defaults": [], "max": ["--pooling", "max"], "window-128": ["--max-length", "128"],
+            "window-256": ["--max-length", "256"]}
 RECIPE = ["--batch-size", "8", "--learning-rate", "1e-4", "--log-every", "1000"]  # the issue's, with 3 epochs
 
 
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="the encoder (e.g. MiniLM's folder)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "goemotions")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["defaults", "max"])
     p.add_argument("--docs", type=int, nargs=3, default=[240, 60, 120], metavar=("TRAIN", "DEV", "TEST"))
     p.add_argument("--words", type=int, default=520, help="words a document, about")
     p.add_argument("--at", type=int, default=440, help="words before the marker, about")
