@@ -286,6 +286,21 @@ def test_long_texts_one_passage_documents_and_the_tuned_pooling_on_a_tiny_bert(t
     assert "- windows-tuned minus truncate: " in table and "- truncate minus windows-tuned" not in table  # once
 
 
+def test_planted_marker_smoke_at_the_defaults_on_a_tiny_bert(tiny_bert, goemotions_dir, tmp_path):
+    """bench/planted_marker.py (issue 33's case), small: 8 documents of ~200 words of neutral comments, the marker
+    pair after ~150 words in every other one, past the tiny model's 128 tokens; one epoch at the defaults."""
+    out = tmp_path / "pm"
+    r = run_script("bench/planted_marker.py", out, "--model", tiny_bert, "--data", goemotions_dir, "--variants",
+                   "defaults", "--docs", "8", "4", "4", "--words", "200", "--at", "150", "--epochs", "1", "--jobs",
+                   "1", env=HIDE_GPU)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = [line.split("\t") for line in (out / "data" / "train.tsv").read_text().splitlines()]
+    assert [row[1] for row in rows] == ["0", "1"] * 4 and all(("violet lighthouse" in row[0]) == (row[1] == "0")
+                                                                for row in rows)
+    table = (out / "table.md").read_text()
+    assert "| defaults-seed1 | " in table and "marker: " in table and "| 128 tokens, " in table, table
+
+
 def test_faithfulness_smoke_explains_and_scores_each_method(trained, tmp_path):
     """bench/faithfulness.py on a few test texts: explain.py with each method, predict.py, the AOPC table."""
     _, run, _ = trained
