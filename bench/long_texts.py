@@ -67,9 +67,14 @@ RECIPE = ["--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-4", "--h
 def make_documents(src: Path, out: Path, docs: dict[str, int], per_doc: int, seed: int) -> None:
     """docs[split] documents of `per_doc` comments of that split each, in a random order."""
     labels = files.read_labels(src / "emotions.txt")
+    splits = {split: files.read_split(src / f"{split}.tsv", len(labels)) for split in docs}
+    for split, n in docs.items():  # each comment used once: never an empty document, nothing written
+        if n * per_doc > len(splits[split].texts):
+            raise SystemExit(f"long_texts.py: {n} {split} documents of {per_doc} comments need {n * per_doc} "
+                             f"comments; {src / f'{split}.tsv'} has {len(splits[split].texts)} (give fewer --docs)")
     out.mkdir(parents=True, exist_ok=True)
     for split, n in docs.items():
-        s = files.read_split(src / f"{split}.tsv", len(labels))
+        s = splits[split]
         order = list(range(len(s.texts)))
         random.Random(seed).shuffle(order)
         texts, ids, label_ids = [], [], []

@@ -269,6 +269,15 @@ def test_long_texts_two_variants_on_a_tiny_bert(tiny_bert, trained, tmp_path):
     assert "- windows (max): " in speed and "- truncate: " in speed
 
 
+def test_long_texts_refuses_more_documents_than_the_split_has_comments(tiny_bert, goemotions_dir, tmp_path):
+    """600 test documents of 16 comments need 9,600 comments; GoEmotions' test split has 5,427: refused before any
+    run, not documents past the end left empty."""
+    r = run_script("bench/long_texts.py", tmp_path / "lt", "--model", tiny_bert, "--data", goemotions_dir,
+                   "--per-doc", "16", "--docs", "16", "8", "600", "--jobs", "1", env=HIDE_GPU)
+    assert r.returncode != 0 and "600 test documents of 16 comments need 9600 comments" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "lt" / "data").exists()
+
+
 def test_long_texts_one_passage_documents_and_the_tuned_pooling_on_a_tiny_bert(tiny_bert, goemotions_dir, tmp_path):
     """bench/long_texts.py --kind one-passage (issue 33): neutral comments about 2 windows long, a passage of
     gratitude, amusement or love in three of four, `neutral` (an absence label) in the rest; a run at the defaults
