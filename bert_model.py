@@ -647,7 +647,7 @@ def evaluate_on_test(state: TrainingState, net, split: dict, args: argparse.Name
                                             offset=tuple(tuned["offset"]))
         env.log(f"pooling tuned on dev (its texts of more than one window): "
                 f"{state.reading.pooled_by.describe(labels, args.threshold)}")
-    test_probs = evaluate(net, split, args, env, pad, lengths.PerLabel(**tuned) if tuned else None)
+    test_probs = evaluate(net, split, args, env, pad, state.reading.pooled_by if tuned else None)
     if env.world > 1:
         leave()
     return test_probs
