@@ -2,7 +2,7 @@
 truncation. Trains every way of reading them, with seeds, and puts the runs side by side with compare_runs.py.
 
     python bench/long_texts.py OUT_DIR --model MINILM_DIR [--kind spread|one-passage] [--windows N]
-        [--data ../shared/data/goemotions] [--seeds 1 2 3] [--jobs 2]
+        [--window TOKENS] [--data ../shared/data/goemotions] [--seeds 1 2 3] [--jobs 2]
 
 --kind spread (issue 25): a document is --per-doc GoEmotions comments, its labels the union of theirs (28 labels):
 every part of it is evidence. --kind one-passage (issue 33): a document is neutral comments (GoEmotions' `neutral`
@@ -10,7 +10,9 @@ alone) filling about --windows windows, and in three of four documents one passa
 amusement and/or love only; two in a row in a third of them) at a random place among them; labels: the passage's,
 or `neutral` where there is no passage (an absence label). Both from GoEmotions' own splits.
 OUT_DIR/data: the documents.
-OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again).
+OUT_DIR/runs/VARIANT-seedN: a bert_model.py run each (a run with its metrics.json is not run again). --window
+reads the same documents (always built in 64-token units) in windows of another size, or truncates there, as
+OUT_DIR/runs/VARIANT-wTOKENS-seedN, beside the others: shorter windows and more of them against longer ones.
 OUT_DIR/table.md: compare_runs.py's table; then each variant against truncation, paired bootstrap on test.
 OUT_DIR/short.txt: windows cost nothing on short texts: a model trained with windows scores GoEmotions' own test
 split (no text over the window) byte-identically read in windows and truncated.
@@ -37,28 +39,24 @@ sys.path.insert(0, str(ROOT))
 from multilabel import files  # noqa: E402
 
 WINDOW = 64  # tokens: a document of 8 comments is about 150 of MiniLM's tokens, so truncation reads ~3 of its 8
+# each variant's reading; train() gives --max-length (the window, or where truncation cuts) before it, so that
+# truncate-256's own --max-length wins
 VARIANTS = {
-    "truncate": ["--max-length", str(WINDOW), "--long-texts", "truncate"],
-    "head-tail": ["--max-length", str(WINDOW), "--long-texts", "head-tail"],  # (--window-labels: no effect)
-    "windows-max": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
-                    "--window-labels", "pooled"],
-    "windows-logsumexp": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "logsumexp",
-                          "--window-labels", "pooled"],
-    "windows-mean": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "mean",
-                     "--window-labels", "pooled"],
-    "windows-each": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
-                     "--window-labels", "each"],
+    "truncate": ["--long-texts", "truncate"],
+    "head-tail": ["--long-texts", "head-tail"],  # (--window-labels: no effect)
+    "windows-max": ["--long-texts", "windows", "--pooling", "max", "--window-labels", "pooled"],
+    "windows-logsumexp": ["--long-texts", "windows", "--pooling", "logsumexp", "--window-labels", "pooled"],
+    "windows-mean": ["--long-texts", "windows", "--pooling", "mean", "--window-labels", "pooled"],
+    "windows-each": ["--long-texts", "windows", "--pooling", "max", "--window-labels", "each"],
     # the defaults since issue 33: windows taught each, each label's pooling and threshold tuned on dev
-    "windows-tuned": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "tuned",
-                      "--window-labels", "each"],
+    "windows-tuned": ["--long-texts", "windows", "--pooling", "tuned", "--window-labels", "each"],
     # a sharpness per label learned from the pooled loss (issue 33): max for a one-passage label, min for an absence
-    "windows-learned": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "learned",
-                        "--window-labels", "pooled"],
+    "windows-learned": ["--long-texts", "windows", "--pooling", "learned", "--window-labels", "pooled"],
     "truncate-256": ["--max-length", "256", "--long-texts", "truncate"],  # every document whole: the ceiling
     # pooled windows at batch 5 documents: about as many steps an epoch, and windows a step, as windows-each's
     # 16 windows a step (a document is ~3 windows), so that the two differ in how windows are taught only
-    "windows-max-b5": ["--max-length", str(WINDOW), "--long-texts", "windows", "--pooling", "max",
-                       "--window-labels", "pooled", "--batch-size", "5"],
+    "windows-max-b5": ["--long-texts", "windows", "--pooling", "max", "--window-labels", "pooled",
+                       "--batch-size", "5"],
 }
 RECIPE = ["--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-4", "--head-learning-rate", "3e-3",
           "--init-bias-from-prior"]
@@ -130,13 +128,18 @@ def make_one_passage_documents(src: Path, out: Path, docs: dict[str, int], windo
     files.atomic_write(out / "emotions.txt", files.labels_text(out_labels))
 
 
-def train(data: Path, run: Path, model: str, variant: str, seed: int, cuda: bool = False) -> str:
+def run_name(variant: str, window: int, seed: int) -> str:
+    return f"{variant}-seed{seed}" if window == WINDOW else f"{variant}-w{window}-seed{seed}"
+
+
+def train(data: Path, run: Path, model: str, variant: str, seed: int, window: int = WINDOW, cuda: bool = False) -> str:
     if (run / "metrics.json").exists():
         return f"{run.name}: done before"
     cmd = [sys.executable, str(ROOT / "bert_model.py"), *(str(data / f"{s}.tsv") for s in files.SPLITS),
            str(data / "emotions.txt"), str(run / "model"), "--transformer-model", model, *RECIPE,
-           *VARIANTS[variant], "--seed", str(seed), "--metrics-file", str(run / "metrics.json"),
-           "--predictions-file", str(run / "predictions.tsv"), "--log-every", "1000", *(["--cuda"] if cuda else [])]
+           "--max-length", str(window), *VARIANTS[variant], "--seed", str(seed),
+           "--metrics-file", str(run / "metrics.json"), "--predictions-file", str(run / "predictions.tsv"),
+           "--log-every", "1000", *(["--cuda"] if cuda else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     t = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -210,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["spread", "one-passage"], default="spread", help="which documents (above)")
     p.add_argument("--per-doc", type=int, default=8, help="--kind spread: comments a document")
     p.add_argument("--windows", type=int, default=2, help="--kind one-passage: windows a document, about")
+    p.add_argument("--window", type=int, default=WINDOW,
+                   help=f"tokens a window (or where truncation cuts) when reading them (default {WINDOW}: the unit "
+                        "the documents are built in)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cuda", action="store_true", help="train and predict on the GPU (bench/gpu_check.sh)")
     args = p.parse_args(argv)
@@ -221,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         make_one_passage_documents(args.data, data, docs, args.windows, args.model, seed=0)
     todo = [(v, s) for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for line in pool.map(lambda vs: train(data, args.out / "runs" / f"{vs[0]}-seed{vs[1]}", args.model, *vs,
-                                              cuda=args.cuda), todo):
+        for line in pool.map(lambda vs: train(data, args.out / "runs" / run_name(vs[0], args.window, vs[1]),
+                                              args.model, *vs, window=args.window, cuda=args.cuda), todo):
             print(line, flush=True)
     compare(args.out)
     first = args.out / "runs" / f"windows-max-seed{args.seeds[0]}" / "model"

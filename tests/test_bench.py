@@ -293,6 +293,17 @@ def test_long_texts_one_passage_documents_and_the_tuned_pooling_on_a_tiny_bert(t
     assert "windows-tuned-seed1: test macro F1" in r.stdout
     table = (out / "table.md").read_text()
     assert "- windows-tuned minus truncate: " in table and "- truncate minus windows-tuned" not in table  # once
+    # the same documents in windows of 32 tokens: a run of its own beside the others, read so, in the table
+    r = run_script("bench/long_texts.py", out, "--model", tiny_bert, "--data", goemotions_dir, "--kind", "one-passage",
+                   "--windows", "2", "--seeds", "1", "--variants", "windows-tuned", "--window", "32", "--docs", "16",
+                   "8", "8", "--jobs", "1", env=HIDE_GPU)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "windows-tuned-w32-seed1: test macro F1" in r.stdout and "done before" not in r.stdout
+    saved = json.loads((out / "runs" / "windows-tuned-w32-seed1" / "model" / "goemotions.json").read_text())
+    assert (saved["max_length"], saved["long_texts"], saved["pooling"]) == (32, "windows", "tuned")
+    assert json.loads((out / "runs" / "windows-tuned-seed1" / "model" / "goemotions.json").read_text())[
+        "max_length"] == 64
+    assert "- windows-tuned-w32 minus windows-tuned: " in (out / "table.md").read_text()
 
 
 def test_planted_marker_smoke_at_the_defaults_on_a_tiny_bert(tiny_bert, goemotions_dir, tmp_path):
