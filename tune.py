@@ -167,11 +167,14 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
     space_path = Path(args.space)
     params = space.read_space(space_path, search_table())
     space.check_fixed(args.fixed, params, space_path)
+    new = not args.storage and not journal.exists()  # the data read before anything is made: a typo leaves no folder
+    sums = data_checksums(data_dir(args, None), args.fixed) if args.data or new else None
     make_folder(args.study)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
                                 load_if_exists=True, sampler=sampler(args), pruner=pruner(args))
     folder = data_dir(args, study)
-    wanted = {"format": FORMAT, "data_sha256": data_checksums(folder, args.fixed), "fixed": args.fixed,
+    sums = sums or data_checksums(folder, args.fixed)  # a worker joining with the study's own data
+    wanted = {"format": FORMAT, "data_sha256": sums, "fixed": args.fixed,
               "space": [[p.option, p.kind, list(p.values)] for p in params], "objective": args.objective,
               "dev_every": args.dev_every}
     check_settings(study, wanted, args.study)

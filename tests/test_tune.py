@@ -111,6 +111,20 @@ def test_bad_space_file_is_one_line(tmp_path: Path, data: Path, text: str, messa
     assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.parametrize("problem", ["missing", "no data"])
+def test_a_study_without_its_data_makes_no_study_folder(tmp_path: Path, data: Path, problem: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in --data (or no --data) for a new study: one line, and no study folder (no journal) left behind."""
+    argv = tune_argv(tmp_path / "study", tmp_path / "dta", space(tmp_path, "epochs int 1 2\n"), tmp_path)
+    if problem == "no data":
+        argv = argv[:1] + argv[3:]
+    assert tune.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    wanted = (f"{tmp_path}/dta/train.tsv: file not found" if problem == "missing" else "no --data DATA_DIR")
+    assert wanted in err and "\n" not in err, err
+    assert not (tmp_path / "study").exists()
+
+
 def test_bad_input_in_a_process_has_no_traceback(tmp_path: Path, data: Path) -> None:
     r = run_script("tune.py", *tune_argv(tmp_path / "s", data, space(tmp_path, "epochs int 2 2\n"), tmp_path))
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
