@@ -471,8 +471,20 @@ def trial_rows(study: optuna.Study, study_dir: Path) -> list[dict]:
 
 
 def report(args: argparse.Namespace) -> int:
+    """The trials and the best command on stdout, the plot in --plot: both, or (a plot path refused) neither."""
     study = open_study(args, create=False)
     rows = trial_rows(study, args.study)
+    plot = outputs.Output(Path(args.plot) if args.plot else args.study / "report.png", "the report's plot",
+                          named=bool(args.plot), ours=outputs.png)
+    journal = outputs.Input(args.study / "journal.log", "the study's journal")
+    with outputs.claim(PROG, [journal, *[outputs.Input(p, "the study's space file") for p in [Path(args.space)]]],
+                       [plot]):
+        print_trials(study, rows)
+        plot_report(study, rows, plot.path)
+    return 0
+
+
+def print_trials(study: optuna.Study, rows: list[dict]) -> None:
     print(f"{'trial':>5} {'state':<8} {'dev F1':>7} {'steps':>6} {'examples':>9} {'seconds':>8}  options")
     for r in rows:
         f1 = r["value"] if r["value"] is not None else r["last_dev"]
@@ -488,13 +500,6 @@ def report(args: argparse.Namespace) -> int:
         best = study.best_trial
         print(f"best: trial {best.number}, dev macro F1 {best.value:.4f} ({study.user_attrs['objective']})")
         print(f"command: {best.user_attrs.get('command', '')}")
-    plot = outputs.Output(Path(args.plot) if args.plot else args.study / "report.png", "the report's plot",
-                          named=bool(args.plot), ours=outputs.png)
-    journal = outputs.Input(args.study / "journal.log", "the study's journal")
-    with outputs.claim(PROG, [journal, *[outputs.Input(p, "the study's space file") for p in [Path(args.space)]]],
-                       [plot]):
-        plot_report(study, rows, plot.path)
-    return 0
 
 
 def plot_report(study: optuna.Study, rows: list[dict], path: Path) -> None:

@@ -256,6 +256,10 @@ def test_a_study_folder_that_cannot_be_written_is_one_line(tmp_path: Path, data:
                                              "Read-only file system\n", r.stderr
     r = run_script("tune.py", str(disk / "study"), "--report", "--plot", str(tmp_path / "report.png"))
     assert r.returncode == 0 and "0 trials: none" in r.stdout, r.stderr  # reading needs no write
+    # a plot the report may not write (the study's own journal): refused before the report prints, not after
+    r = run_script("tune.py", str(disk / "study"), "--report", "--plot", str(disk / "study" / "journal.log"))
+    assert r.returncode == 1 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, (r.stdout, r.stderr)
+    assert "journal.log" in r.stderr and "Traceback" not in r.stderr
 
 
 # -------------------------------------------------------------------------------------------- a search
