@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def search(args: argparse.Namespace) -> int:
     """Create or join the study, then work on it: here, or in --workers processes."""
+    if args.lease < 2 * args.heartbeat:  # a late renewal must not make a live worker's trial look abandoned
+        raise UserError(f"--lease {args.lease:g} is less than twice --heartbeat {args.heartbeat:g}: other workers "
+                        "would take over trials whose workers are alive (lengthen --lease or shorten --heartbeat)")
     study = open_study(args, create=True)
     if args.workers > 1:
         return run_workers(args)

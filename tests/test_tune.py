@@ -125,6 +125,19 @@ def test_a_study_without_its_data_makes_no_study_folder(tmp_path: Path, data: Pa
     assert not (tmp_path / "study").exists()
 
 
+def test_a_lease_shorter_than_two_heartbeats_is_refused(tmp_path: Path, data: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--lease 40 with a renewal every 30 s: a worker a little late would lose its trial to another; refused before
+    the study is made. Twice the heartbeat is accepted."""
+    space_file = space(tmp_path, "epochs int 1 2\n")
+    assert tune.main(tune_argv(tmp_path / "study", data, space_file, tmp_path, "--lease", "40")) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tune.py: error: --lease 40 is less than twice --heartbeat 30: other workers would take over trials whose "
+        "workers are alive (lengthen --lease or shorten --heartbeat)"]
+    assert not (tmp_path / "study").exists()
+    new_study(tune_argv(tmp_path / "study", data, space_file, tmp_path, "--lease", "20", "--heartbeat", "10"))
+
+
 def test_bad_input_in_a_process_has_no_traceback(tmp_path: Path, data: Path) -> None:
     r = run_script("tune.py", *tune_argv(tmp_path / "s", data, space(tmp_path, "epochs int 2 2\n"), tmp_path))
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
