@@ -170,7 +170,8 @@ def open_study(args: argparse.Namespace, create: bool) -> optuna.Study:
     space_path = Path(args.space)
     params = space.read_space(space_path, search_table())
     space.check_fixed(args.fixed, params, space_path)
-    new = not args.storage and not journal.exists()  # the data read before anything is made: a typo leaves no folder
+    # --data is read before anything is made: a typo (or a new study without --data) leaves no study folder
+    new = not args.storage and not journal.exists()
     sums = data_checksums(data_dir(args, None), args.fixed) if args.data or new else None
     make_folder(args.study)
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage_for(args), direction="maximize",
@@ -480,8 +481,7 @@ def report(args: argparse.Namespace) -> int:
     plot = outputs.Output(Path(args.plot) if args.plot else args.study / "report.png", "the report's plot",
                           named=bool(args.plot), ours=outputs.png)
     journal = outputs.Input(args.study / "journal.log", "the study's journal")
-    with outputs.claim(PROG, [journal, *[outputs.Input(p, "the study's space file") for p in [Path(args.space)]]],
-                       [plot]):
+    with outputs.claim(PROG, [journal, outputs.Input(Path(args.space), "the study's space file")], [plot]):
         print_trials(study, rows)
         plot_report(study, rows, plot.path)
     return 0
